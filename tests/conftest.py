@@ -1,0 +1,45 @@
+"""Shared test settings and small datasets.
+
+PyTensor is configured strictly for the tests (optimisation and shape errors
+raise) before it is first imported.
+"""
+
+import os
+
+_flags = os.environ.get("PYTENSOR_FLAGS", "")
+_strict = "on_opt_error=raise,on_shape_error=raise"
+os.environ["PYTENSOR_FLAGS"] = f"{_flags},{_strict}" if _flags else _strict
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import theanets  # noqa: E402, F401
+
+
+@pytest.fixture
+def rng():
+    """A fresh, seeded NumPy generator for each test."""
+    return np.random.default_rng(1234)
+
+
+def _float(a):
+    import pytensor
+
+    return np.asarray(a, dtype=pytensor.config.floatX)
+
+
+@pytest.fixture
+def regression_data(rng):
+    """Inputs (64, 4) and targets (64, 3) from a smooth function."""
+    x = rng.normal(size=(64, 4))
+    y = np.tanh(x @ rng.normal(size=(4, 3)))
+    return _float(x), _float(y)
+
+
+@pytest.fixture
+def classification_data(rng):
+    """Inputs (90, 4) and integer labels in 0..2 from three blobs."""
+    centers = rng.normal(scale=3, size=(3, 4))
+    labels = np.repeat(np.arange(3), 30)
+    x = centers[labels] + rng.normal(size=(90, 4))
+    return _float(x), labels.astype("int32")

@@ -1,0 +1,145 @@
+"""Tests for theanets.util: registry, matching, initialisation helpers."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from theanets import util
+
+
+class Shape(util.Registrar):
+    pass
+
+
+class Square(Shape):
+    __extra_registration_keys__ = ["box"]
+
+    def __init__(self, side=1):
+        self.side = side
+
+
+class Circle(Shape):
+    pass
+
+
+def test_registry_by_lowercase_name_and_alias():
+    assert isinstance(Shape.build("square"), Square)
+    assert isinstance(Shape.build("BOX", side=2), Square)
+    assert Shape.build("box", side=3).side == 3
+    assert Shape.registered_names() == ["box", "circle", "square"]
+    assert Shape.is_registered("Circle")
+    assert not Shape.is_registered("triangle")
+
+
+def test_registry_unknown_name_suggests_closest():
+    with pytest.raises(util.ConfigurationError, match="Did you mean 'square'") as err:
+        Shape.build("sqaure")
+    assert "box, circle, square" in str(err.value)
+
+
+def test_registry_rejects_duplicate_names_from_other_classes():
+    with pytest.raises(util.ConfigurationError, match="already belongs"):
+        type("Box", (Shape,), {"__module__": "elsewhere"})
+
+
+def test_registry_accepts_redefinition_of_the_same_class():
+    class Redefined(Shape):
+        pass
+
+    first = Redefined
+
+    class Redefined(Shape):  # noqa: F811
+        pass
+
+    assert Shape.lookup("redefined") is Redefined is not first
+
+
+def test_registry_lookup_needs_a_string():
+    with pytest.raises(util.ConfigurationError, match="expected the name"):
+        Shape.lookup(3)
+
+
+def test_configuration_error_is_a_value_error():
+    assert issubclass(util.ConfigurationError, ValueError)
+
+
+def test_check_unknown_kwargs_suggests():
+    with pytest.raises(util.ConfigurationError, match="'hiden_l1'.*Did you mean 'hidden_l1'"):
+        util.check_unknown_kwargs({"hiden_l1": 1}, ["hidden_l1", "weight_l2"], "train()")
+    util.check_unknown_kwargs({"weight_l2": 1}, ["hidden_l1", "weight_l2"], "train()")
+
+
+def test_outputs_matching_is_stable_and_supports_several_globs():
+    outputs = {"in:out": 1, "hid1:pre": 2, "hid1:out": 3, "out:out": 4}
+    assert list(util.outputs_matching(outputs, "*:out")) == [
+        ("in:out", 1),
+        ("hid1:out", 3),
+        ("out:out", 4),
+    ]
+    assert [n for n, _ in util.outputs_matching(outputs, ("hid1:*", "out:out"))] == [
+        "hid1:pre",
+        "hid1:out",
+        "out:out",
+    ]
+    assert list(util.outputs_matching(outputs, "nothing")) == []
+
+
+def test_params_matching():
+    class Param:
+        def __init__(self, name):
+            self.name = name
+
+    class FakeLayer:
+        def __init__(self, *names):
+            self.params = [Param(n) for n in names]
+
+    layers = [FakeLayer("hid1.w", "hid1.b"), FakeLayer("out.w", "out.b")]
+    assert [n for n, _ in util.params_matching(layers, "*.w")] == ["hid1.w", "out.w"]
+    assert [n for n, _ in util.params_matching(layers, ["hid1.*"])] == ["hid1.w", "hid1.b"]
+
+
+def test_random_matrix_matches_plain_draw():
+    got = util.random_matrix(3, 4, mean=0.5, std=2, rng=7)
+    want = 0.5 + 2 * np.random.RandomState(7).randn(3, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_random_matrix_sparsity_keeps_the_diagonal():
+    arr = util.random_matrix(50, 40, sparsity=0.9, rng=3)
+    assert np.all(np.diag(arr) != 0)
+    frac_zero = np.mean(arr == 0)
+    assert 0.8 < frac_zero < 0.95
+
+
+def test_random_matrix_radius_sets_the_largest_singular_value():
+    arr = util.random_matrix(6, 6, radius=1.5, rng=1)
+    assert np.linalg.svd(arr, compute_uv=False)[0] == pytest.approx(1.5, rel=1e-5)
+
+
+def test_random_matrix_diagonal_replaces_values_but_consumes_draws():
+    rng = np.random.RandomState(5)
+    arr = util.random_matrix(2, 3, diagonal=2, rng=rng)
+    np.testing.assert_array_equal(arr, [[2, 0, 0], [0, 2, 0]])
+    reference = np.random.RandomState(5)
+    reference.randn(2, 3)
+    assert rng.randn() == reference.randn()
+
+
+def test_random_vector():
+    got = util.random_vector(5, mean=1, std=0.1, rng=2)
+    np.testing.assert_allclose(got, 1 + 0.1 * np.random.RandomState(2).randn(5), rtol=1e-6)
+
+
+def test_resolve_rng():
+    state = np.random.RandomState(1)
+    assert util.resolve_rng(state) is state
+    assert isinstance(util.resolve_rng(4), np.random.RandomState)
+    with pytest.raises(util.ConfigurationError):
+        util.resolve_rng("seed")
+
+
+def test_log_goes_to_the_theanets_logger(caplog):
+    with caplog.at_level(logging.INFO, logger="theanets"):
+        util.log("hello {}", "world")
+    assert "hello world" in caplog.text

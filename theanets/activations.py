@@ -1,0 +1,641 @@
+r"""Activation functions for network layers.
+
+An activation maps a layer's pre-activation values (the ``pre`` output) to its
+``out`` output, element by element or along the last axis. Layers build their
+activation with :func:`build` from a name, so a layer spec can say
+``(10, 'tanh')`` or ``dict(size=10, activation='relu+norm:z')``.
+
+Names understood by :func:`build`:
+
+=================================  ==================================================
+name                               function
+=================================  ==================================================
+``linear``                         identity
+``sigmoid``, ``logistic``          logistic sigmoid
+``tanh``                           hyperbolic tangent
+``softmax``                        normalised exponential over the last axis
+``softplus``                       :math:`\log(1 + e^x)`, a smooth rectifier
+``relu``, ``rect:max``             rectified linear, :math:`\max(0, x)`
+``rect:min``                       :math:`\min(x, 1)`
+``trel``, ``rect:minmax``          truncated rectifier, :math:`x` clipped to [0, 1]
+``norm:mean``                      subtract the mean over the last axis
+``norm:max``                       divide by the largest magnitude over the last axis
+``norm:std``                       divide by the standard deviation over the last axis
+``norm:z``                         z-score over the last axis
+``prelu``, ``leaky-relu``          rectifier with a learnable leak per unit
+``lgrelu``, ``leaky-gain-relu``    rectifier with a learnable leak and gain per unit
+``elu``                            exponential linear unit with a learnable gain
+``maxout:K``                       maximum of ``K`` learnable lines per unit
+=================================  ==================================================
+
+Names joined by ``+`` are composed and applied **from left to right**:
+``'relu+norm:z'`` first rectifies, then z-scores the result. A callable or an
+:class:`Activation` instance is also accepted wherever a name is.
+
+Every class defined below :class:`Activation` is registered under its
+lowercase class name (plus its aliases), so a user-defined subclass can be
+named in a layer spec as soon as its class statement has run.
+"""
+
+import functools
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+from . import util
+
+__all__ = [
+    "Activation",
+    "Elu",
+    "LGrelu",
+    "Linear",
+    "Maxout",
+    "NormMax",
+    "NormMean",
+    "NormStd",
+    "NormZ",
+    "Prelu",
+    "RectMin",
+    "Relu",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "Trel",
+    "build",
+]
+
+#: Added to the denominators of the ``norm:*`` activations so that an all-zero
+#: row does not divide by zero.
+NORM_EPSILON = 1e-8
+
+
+def _const(value, like):
+    """A PyTensor constant of ``like``'s dtype, so float32 graphs stay float32."""
+    return pt.constant(np.asarray(value, dtype=like.dtype))
+
+
+def build(name, layer=None, **kwargs):
+    """Construct an activation function from a name, callable, or instance.
+
+    Parameters
+    ----------
+    name : str, callable or :class:`Activation`
+        What to build:
+
+        * an :class:`Activation` instance is returned unchanged;
+        * a string is looked up in the registry (case-insensitively). Names
+          joined by ``+`` are built one by one, left to right, and composed so
+          that the leftmost is applied first; ``'maxout:K'`` builds a
+          :class:`Maxout` with ``K`` pieces;
+        * any other callable is wrapped so that it has ``name`` and ``params``
+          attributes; it should map a PyTensor expression to another.
+    layer : :class:`theanets.layers.Layer`, optional
+        The layer the activation belongs to. Learnable activations read its
+        ``name``, ``output_size`` and ``rng`` to create their parameters; fixed
+        functions ignore it.
+    **kwargs
+        Keyword arguments for the activation's constructor (e.g. ``pieces``
+        for ``'maxout'``). They are passed to every part of a composition.
+
+    Returns
+    -------
+    :class:`Activation`
+        A callable mapping a PyTensor expression to the activated expression,
+        with a ``params`` list of its learnable shared variables.
+
+    Raises
+    ------
+    ConfigurationError
+        For an unknown name (the message lists the valid names and suggests
+        the closest one), a malformed ``'maxout:K'``, unknown keyword
+        arguments, or a learnable activation without a layer.
+
+    Examples
+    --------
+    >>> import pytensor.tensor as pt
+    >>> act = build('relu+tanh')
+    >>> act.name
+    'tanh(relu)'
+    >>> y = act(pt.matrix('x'))
+    """
+    if isinstance(name, Activation):
+        return name
+    if not isinstance(name, str):
+        if callable(name):
+            return _Wrapped(name, layer, **kwargs)
+        raise util.ConfigurationError(
+            f"activation must be a name, a callable or an Activation, got "
+            f"{type(name).__name__} {name!r}"
+        )
+    text = name.strip()
+    if "+" in text:
+        parts = [part.strip() for part in text.split("+")]
+        if not all(parts):
+            raise util.ConfigurationError(
+                f"activation {name!r}: every part of a '+' composition needs a name"
+            )
+        built = [build(part, layer, **kwargs) for part in parts]
+        return functools.reduce(_Composed, built)
+    key = text.lower()
+    if key.startswith("maxout:"):
+        pieces = key.split(":", 1)[1]
+        if not pieces.isdigit() or int(pieces) < 1:
+            raise util.ConfigurationError(
+                f"activation {name!r}: expected 'maxout:K' with K a positive integer "
+                f"number of pieces, got K={pieces!r}"
+            )
+        if "pieces" in kwargs:
+            raise util.ConfigurationError(
+                f"activation {name!r}: give the number of pieces either in the name "
+                f"or as pieces=..., not both"
+            )
+        kwargs = dict(kwargs, pieces=int(pieces))
+        key = "maxout"
+    return Activation.lookup(key)(text, layer, **kwargs)
+
+
+class Activation(util.Registrar):
+    r"""Base class of activation functions.
+
+    Subclasses implement :meth:`__call__`; learnable ones create their
+    parameters in ``__init__`` and append them to :attr:`params`.
+
+    Parameters
+    ----------
+    name : str
+        The name this activation was built from (e.g. ``'logistic'``).
+    layer : :class:`theanets.layers.Layer` or None
+        The layer the activation belongs to.
+    **kwargs
+        Options of the particular activation; a subclass lists the ones it
+        understands in ``__known_kwargs__`` and any other is an error.
+
+    Attributes
+    ----------
+    name : str
+        The name this activation was built from.
+    layer : :class:`theanets.layers.Layer` or None
+        The layer the activation belongs to.
+    kwargs : dict
+        The options it was built with.
+    params : list of shared variables
+        Learnable parameters (empty for fixed functions).
+
+    Raises
+    ------
+    ConfigurationError
+        For an option the activation does not understand.
+    """
+
+    #: Names of the keyword arguments a subclass understands.
+    __known_kwargs__ = ()
+
+    def __init_subclass__(cls, register=True, **kwargs):
+        # Internal helper classes (compositions, wrapped callables) pass
+        # ``register=False`` so that they do not appear as activation names.
+        if register:
+            super().__init_subclass__(**kwargs)
+        else:
+            super(util.Registrar, cls).__init_subclass__(**kwargs)
+
+    def __init__(self, name, layer, **kwargs):
+        where = f"activation {name!r}"
+        util.check_unknown_kwargs(kwargs, self.__known_kwargs__, where)
+        self.name = name
+        self.layer = layer
+        self.kwargs = kwargs
+        self.params = []
+
+    def __call__(self, x):
+        """Return the symbolic activation of ``x``.
+
+        Parameters
+        ----------
+        x : PyTensor expression
+            Pre-activation values; the last axis holds the layer's units.
+
+        Returns
+        -------
+        PyTensor expression
+            The activated values, of the same shape and dtype as ``x``.
+        """
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    # ------------------------------------------------------------------
+    # helpers for learnable activations
+
+    def _require_layer(self):
+        layer = self.layer
+        missing = [a for a in ("name", "output_size", "rng") if not hasattr(layer, a)]
+        if layer is None or missing:
+            raise util.ConfigurationError(
+                f"activation {self.name!r} has learnable parameters and must be built "
+                f"for a layer (with name, output_size and rng); got {layer!r}"
+            )
+        return layer
+
+    def _add_param(self, suffix, value):
+        """Create a floatX shared variable named ``<layer>.<suffix>`` and keep it."""
+        param = pytensor.shared(util.as_float(value), name=f"{self.layer.name}.{suffix}")
+        self.params.append(param)
+        return param
+
+    def _small_positive(self, size):
+        """Draw ``0.1 * |N(0, 1)|`` values from the layer's random state."""
+        draw = util.as_float(self.layer.rng.randn(size))
+        return 0.1 * np.abs(draw)
+
+
+class _Composed(Activation, register=False):
+    """Apply ``first``, then ``second`` (the result of ``'first+second'``)."""
+
+    def __init__(self, first, second):
+        super().__init__(f"{second.name}({first.name})", first.layer)
+        self.first = first
+        self.second = second
+        self.params = list(getattr(first, "params", [])) + [
+            p for p in getattr(second, "params", []) if p not in getattr(first, "params", [])
+        ]
+
+    def __call__(self, x):
+        return self.second(self.first(x))
+
+
+class _Wrapped(Activation, register=False):
+    """Give a plain callable the ``name`` and ``params`` of an activation."""
+
+    def __init__(self, fn, layer, **kwargs):
+        name = getattr(fn, "__name__", None) or repr(fn)
+        if kwargs:
+            raise util.ConfigurationError(
+                f"activation {name!r}: keyword arguments {sorted(kwargs)} cannot be "
+                f"passed to a callable activation"
+            )
+        super().__init__(name, layer)
+        self.fn = fn
+        self.params = list(getattr(fn, "params", []))
+
+    def __call__(self, x):
+        return self.fn(x)
+
+
+# ----------------------------------------------------------------------
+# fixed functions
+
+
+class Linear(Activation):
+    r"""The identity function.
+
+    Notes
+    -----
+    .. math::
+       f(x) = x
+    """
+
+    def __call__(self, x):
+        return x
+
+
+class Sigmoid(Activation):
+    r"""The logistic sigmoid (also registered as ``'logistic'``).
+
+    Notes
+    -----
+    .. math::
+       f(x) = \frac{1}{1 + e^{-x}}
+    """
+
+    __extra_registration_keys__ = ["logistic"]
+
+    def __call__(self, x):
+        return pt.sigmoid(x)
+
+
+class Tanh(Activation):
+    r"""The hyperbolic tangent.
+
+    Notes
+    -----
+    .. math::
+       f(x) = \tanh x = \frac{e^x - e^{-x}}{e^x + e^{-x}}
+    """
+
+    def __call__(self, x):
+        return pt.tanh(x)
+
+
+class Softmax(Activation):
+    r"""The softmax over the last axis, usually for classifier outputs.
+
+    Notes
+    -----
+    For each vector :math:`x` along the last axis (so it works for
+    ``(batch, classes)`` and ``(batch, time, classes)`` alike):
+
+    .. math::
+       f(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j
+
+    Subtracting the maximum does not change the value but avoids overflow.
+    """
+
+    def __call__(self, x):
+        return pt.special.softmax(x, axis=-1)
+
+
+class Softplus(Activation):
+    r"""The softplus function, a smooth approximation of the rectifier.
+
+    Notes
+    -----
+    .. math::
+       f(x) = \log\left(1 + e^x\right)
+    """
+
+    def __call__(self, x):
+        return pt.softplus(x)
+
+
+class Relu(Activation):
+    r"""The rectified linear function (also registered as ``'rect:max'``).
+
+    Notes
+    -----
+    .. math::
+       f(x) = \max(0, x) = \frac{x + |x|}{2}
+
+    It is computed from the right-hand form, whose derivative at 0 is 1/2.
+    """
+
+    __extra_registration_keys__ = ["rect:max"]
+
+    def __call__(self, x):
+        return (x + abs(x)) / 2
+
+
+class RectMin(Activation):
+    r"""The identity capped from above at 1 (registered as ``'rect:min'``).
+
+    Notes
+    -----
+    .. math::
+       f(x) = \min(x, 1) = \frac{1 + x - |x - 1|}{2}
+    """
+
+    __extra_registration_keys__ = ["rect:min"]
+
+    def __call__(self, x):
+        return (1 + x - abs(x - 1)) / 2
+
+
+class Trel(Activation):
+    r"""The truncated rectifier: the identity clipped to [0, 1].
+
+    Also registered as ``'rect:minmax'``.
+
+    Notes
+    -----
+    .. math::
+       f(x) = \left\{ \begin{array}{ll}
+              0 & x \le 0 \\
+              x & 0 < x < 1 \\
+              1 & x \ge 1
+              \end{array} \right.
+            = \frac{1 + |x| - |x - 1|}{2}
+    """
+
+    __extra_registration_keys__ = ["rect:minmax"]
+
+    def __call__(self, x):
+        return (1 + abs(x) - abs(x - 1)) / 2
+
+
+class NormMean(Activation):
+    r"""Subtractive normalisation over the last axis (``'norm:mean'``).
+
+    Notes
+    -----
+    For each vector :math:`x` of :math:`n` values along the last axis:
+
+    .. math::
+       f(x)_i = x_i - \frac{1}{n} \sum_j x_j
+    """
+
+    __extra_registration_keys__ = ["norm:mean"]
+
+    def __call__(self, x):
+        return x - x.mean(axis=-1, keepdims=True)
+
+
+class NormMax(Activation):
+    r"""Divisive normalisation by the largest magnitude (``'norm:max'``).
+
+    Notes
+    -----
+    For each vector :math:`x` along the last axis, with a small
+    :math:`\epsilon = 10^{-8}` guarding against division by zero:
+
+    .. math::
+       f(x)_i = \frac{x_i}{\max_j |x_j| + \epsilon}
+    """
+
+    __extra_registration_keys__ = ["norm:max"]
+
+    def __call__(self, x):
+        return x / (abs(x).max(axis=-1, keepdims=True) + _const(NORM_EPSILON, x))
+
+
+class NormStd(Activation):
+    r"""Divisive normalisation by the standard deviation (``'norm:std'``).
+
+    Notes
+    -----
+    For each vector :math:`x` along the last axis, with :math:`\sigma(x)` its
+    (population) standard deviation and :math:`\epsilon = 10^{-8}`:
+
+    .. math::
+       f(x)_i = \frac{x_i}{\sigma(x) + \epsilon}
+    """
+
+    __extra_registration_keys__ = ["norm:std"]
+
+    def __call__(self, x):
+        return x / (x.std(axis=-1, keepdims=True) + _const(NORM_EPSILON, x))
+
+
+class NormZ(Activation):
+    r"""Z-score normalisation over the last axis (``'norm:z'``).
+
+    Notes
+    -----
+    For each vector :math:`x` along the last axis, with mean :math:`\mu(x)`,
+    (population) standard deviation :math:`\sigma(x)` and
+    :math:`\epsilon = 10^{-8}`:
+
+    .. math::
+       f(x)_i = \frac{x_i - \mu(x)}{\sigma(x) + \epsilon}
+    """
+
+    __extra_registration_keys__ = ["norm:z"]
+
+    def __call__(self, x):
+        centred = x - x.mean(axis=-1, keepdims=True)
+        return centred / (x.std(axis=-1, keepdims=True) + _const(NORM_EPSILON, x))
+
+
+# ----------------------------------------------------------------------
+# learnable functions
+
+
+class Prelu(Activation):
+    r"""Parametric rectifier with a learnable leak per unit.
+
+    Also registered as ``'leaky-relu'``.
+
+    Notes
+    -----
+    Each unit :math:`i` has a parameter :math:`\ell_i` (``<layer>.leak``); the
+    slope for negative inputs is :math:`e^{\ell_i}`, which keeps it positive:
+
+    .. math::
+       f(x_i) = \frac{x_i + |x_i|}{2} + e^{\ell_i} \frac{x_i - |x_i|}{2}
+              = \left\{ \begin{array}{ll}
+                x_i & x_i \ge 0 \\
+                e^{\ell_i} x_i & x_i < 0
+                \end{array} \right.
+
+    The leaks are initialised to :math:`0.1 |z|` with :math:`z \sim N(0, 1)`
+    drawn from the layer's random state.
+
+    References
+    ----------
+    K. He, X. Zhang, S. Ren & J. Sun (2015), "Delving Deep into Rectifiers:
+    Surpassing Human-Level Performance on ImageNet Classification."
+    https://arxiv.org/abs/1502.01852
+    """
+
+    __extra_registration_keys__ = ["leaky-relu"]
+
+    def __init__(self, name, layer, **kwargs):
+        super().__init__(name, layer, **kwargs)
+        size = self._require_layer().output_size
+        self.leak = self._add_param("leak", self._small_positive(size))
+
+    def __call__(self, x):
+        return (x + abs(x)) / 2 + pt.exp(self.leak) * (x - abs(x)) / 2
+
+
+class LGrelu(Activation):
+    r"""Rectifier with a learnable gain and leak per unit.
+
+    Also registered as ``'leaky-gain-relu'``.
+
+    Notes
+    -----
+    Each unit :math:`i` has a gain :math:`g_i` (``<layer>.gain``) and a leak
+    :math:`\ell_i` (``<layer>.leak``), used through their exponentials:
+
+    .. math::
+       f(x_i) = e^{g_i} \frac{x_i + |x_i|}{2} + e^{\ell_i} \frac{x_i - |x_i|}{2}
+
+    Both are initialised to :math:`0.1 |z|` with :math:`z \sim N(0, 1)` from
+    the layer's random state, the gains drawn first.
+    """
+
+    __extra_registration_keys__ = ["leaky-gain-relu"]
+
+    def __init__(self, name, layer, **kwargs):
+        super().__init__(name, layer, **kwargs)
+        size = self._require_layer().output_size
+        self.gain = self._add_param("gain", self._small_positive(size))
+        self.leak = self._add_param("leak", self._small_positive(size))
+
+    def __call__(self, x):
+        return pt.exp(self.gain) * (x + abs(x)) / 2 + pt.exp(self.leak) * (x - abs(x)) / 2
+
+
+class Elu(Activation):
+    r"""Exponential linear unit with a learnable gain per unit.
+
+    Notes
+    -----
+    Each unit :math:`i` has a parameter :math:`g_i` (``<layer>.gain``):
+
+    .. math::
+       f(x_i) = \left\{ \begin{array}{ll}
+                x_i & x_i \ge 0 \\
+                e^{g_i} \left(e^{x_i} - 1\right) & x_i < 0
+                \end{array} \right.
+
+    The gains are initialised to :math:`0.1 |z|` with :math:`z \sim N(0, 1)`
+    from the layer's random state.
+
+    References
+    ----------
+    D.-A. Clevert, T. Unterthiner & S. Hochreiter (2015), "Fast and Accurate
+    Deep Network Learning by Exponential Linear Units (ELUs)."
+    https://arxiv.org/abs/1511.07289
+    """
+
+    def __init__(self, name, layer, **kwargs):
+        super().__init__(name, layer, **kwargs)
+        size = self._require_layer().output_size
+        self.gain = self._add_param("gain", self._small_positive(size))
+
+    def __call__(self, x):
+        # expm1 of min(x, 0) keeps the unused branch finite for large x, so
+        # the gradient through the switch has no inf * 0.
+        negative = pt.exp(self.gain) * pt.expm1(pt.minimum(x, 0))
+        return pt.switch(x >= 0, x, negative)
+
+
+class Maxout(Activation):
+    r"""Maximum of ``K`` learnable linear pieces per unit (``'maxout:K'``).
+
+    Parameters
+    ----------
+    pieces : int
+        The number of linear pieces :math:`K`; in a name, ``'maxout:K'``.
+
+    Notes
+    -----
+    Each unit :math:`i` has slopes :math:`m_{ik}` (``<layer>.slope``, shape
+    ``(size, K)``) and intercepts :math:`b_{ik}` (``<layer>.intercept``, shape
+    ``(size, K)``):
+
+    .. math::
+       f(x_i) = \max_{k=1}^{K} \left( m_{ik} x_i + b_{ik} \right)
+
+    Both are drawn from :math:`N(0, 1)` with the layer's random state, slopes
+    first. With two pieces and zero intercepts this family contains
+    :class:`Relu` (slopes 0 and 1) and the leaky rectifiers.
+
+    References
+    ----------
+    I. Goodfellow, D. Warde-Farley, M. Mirza, A. Courville & Y. Bengio
+    (2013), "Maxout Networks." https://arxiv.org/abs/1302.4389
+    """
+
+    __known_kwargs__ = ("pieces",)
+
+    def __init__(self, name, layer, **kwargs):
+        super().__init__(name, layer, **kwargs)
+        pieces = kwargs.get("pieces")
+        if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)) or pieces < 1:
+            raise util.ConfigurationError(
+                f"activation {name!r} needs a positive integer number of pieces "
+                f"(write 'maxout:K'), got pieces={pieces!r}"
+            )
+        self.pieces = int(pieces)
+        size = self._require_layer().output_size
+        rng = self.layer.rng
+        self.slope = self._add_param("slope", rng.randn(size, self.pieces))
+        self.intercept = self._add_param("intercept", rng.randn(size, self.pieces))
+
+    def __call__(self, x):
+        return (x[..., None] * self.slope + self.intercept).max(axis=-1)
+

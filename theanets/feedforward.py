@@ -1,0 +1,299 @@
+"""Feed-forward models: :class:`Regressor`, :class:`Classifier`, :class:`Autoencoder`."""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.graph.replace import clone_replace
+
+from . import graph, util
+
+__all__ = ["Regressor", "Classifier", "Autoencoder"]
+
+
+def _r_squared(target, prediction, weights=None):
+    """Coefficient of determination, optionally weighted per value."""
+    if weights is None:
+        weights = np.ones_like(target)
+    mean = (weights * target).sum() / weights.sum()
+    residual = (weights * (target - prediction) ** 2).sum()
+    total = (weights * (target - mean) ** 2).sum()
+    return float(1 - residual / total) if total > 0 else float(residual == 0)
+
+
+class Regressor(graph.Network):
+    """A network that maps inputs to real-valued targets.
+
+    The default loss is the mean squared error and the output layer is linear.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> net = Regressor([3, (8, 'tanh'), 2])
+    >>> net.predict(np.zeros((5, 3), 'float32')).shape
+    (5, 2)
+    """
+
+    def score(self, x, y, w=None, **kwargs):
+        """Compute the coefficient of determination :math:`R^2` of predictions.
+
+        .. math::
+            R^2 = 1 - \\frac{\\sum w (y - \\hat y)^2}{\\sum w (y - \\bar y)^2}
+
+        Parameters
+        ----------
+        x : ndarray
+            Inputs.
+        y : ndarray
+            Targets.
+        w : ndarray, optional
+            Weights of the target values.
+        **kwargs
+            Regularizer keyword arguments applied when predicting.
+
+        Returns
+        -------
+        float
+            1 for a perfect fit; 0 for predicting the mean.
+        """
+        data = [x, y] if w is None else [x, y, w]
+        names = ["x", "y", "w"][: len(data)]
+        prediction = self.predict(x, **kwargs)
+        y = np.asarray(y, dtype=prediction.dtype)
+        if y.shape != prediction.shape:
+            raise ValueError(f"score: y has shape {y.shape}, the network predicts {prediction.shape}")
+        self._check_finite([np.asarray(d) for d in data[1:]], names[1:])
+        return _r_squared(y, prediction, None if w is None else np.asarray(w, prediction.dtype))
+
+
+class Classifier(graph.Network):
+    """A network that assigns one of K classes to each input.
+
+    The output layer is a softmax over classes and the default loss is the
+    cross-entropy of integer class labels. Targets are arrays of labels in
+    ``0 .. K-1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> net = Classifier([4, 6, 3])
+    >>> net.predict(np.zeros((2, 4), 'float32')).shape
+    (2,)
+    """
+
+    DEFAULT_OUTPUT_ACTIVATION = "softmax"
+
+    def __init__(self, layers=(), loss="xe", weighted=False, rng=13, **kwargs):
+        super().__init__(layers=layers, loss=loss, weighted=weighted, rng=rng, **kwargs)
+
+    @property
+    def num_classes(self):
+        """Number of classes (the output layer's size)."""
+        return self.layers[-1].output_shape[-1]
+
+    def _check_target(self, var, array, what):
+        array = super()._check_target(var, array, what)
+        if var.dtype.startswith("int") and array.size:
+            low, high = int(array.min()), int(array.max())
+            if low < 0 or high >= self.num_classes:
+                raise ValueError(
+                    f"{what}: class labels must be in 0..{self.num_classes - 1} for this "
+                    f"{self.num_classes}-class network, got labels from {low} to {high}"
+                )
+        return array
+
+    def monitors(self, **kwargs):
+        """Return monitors: ``err``, ``acc`` (accuracy), then any requested ones."""
+        result = super().monitors(**kwargs)
+        regs = self._regularizers({k: v for k, v in kwargs.items() if k != "monitors"},
+                                  "monitors()")
+        outputs, _ = self.build_graph(regs)
+        labels = [v for v in self.variables if v.dtype.startswith("int")]
+        if labels:
+            predicted = pt.argmax(outputs[self.losses[0].output_name], axis=-1)
+            correct = pt.cast(pt.eq(predicted, labels[0]), pytensor.config.floatX)
+            weights = [v for v in self.losses[0].variables if v.name == "weights"]
+            if weights:
+                acc = (weights[0] * correct).sum() / weights[0].sum()
+            else:
+                acc = correct.mean()
+            result.insert(1, ("acc", acc))
+        return result
+
+    def predict(self, x, **kwargs):
+        """Return the most probable class of each input.
+
+        Parameters
+        ----------
+        x : ndarray
+            Inputs.
+        **kwargs
+            Regularizer keyword arguments applied to the graph.
+
+        Returns
+        -------
+        ndarray of int
+            Class indices.
+        """
+        return np.argmax(self.predict_proba(x, **kwargs), axis=-1)
+
+    def classify(self, x, **kwargs):
+        """Same as :meth:`predict` (kept for compatibility)."""
+        return self.predict(x, **kwargs)
+
+    def predict_proba(self, x, **kwargs):
+        """Return class probabilities, one row per input.
+
+        Returns
+        -------
+        ndarray
+            The softmax output; rows sum to 1.
+        """
+        return super().predict(x, **kwargs)
+
+    def predict_logit(self, x, **kwargs):
+        """Return the output layer's values before the softmax (``out:pre``).
+
+        Returns
+        -------
+        ndarray
+        """
+        return self._predict_output(x, self.layers[-1].full_name("pre"), **kwargs)
+
+    def score(self, x, y, w=None, **kwargs):
+        """Return the (weighted) accuracy of predicted labels.
+
+        Parameters
+        ----------
+        x : ndarray
+            Inputs.
+        y : ndarray of int
+            True class labels.
+        w : ndarray, optional
+            Weight of each label.
+
+        Returns
+        -------
+        float
+            The fraction of correctly classified examples.
+        """
+        labels = [v for v in self.variables if v.dtype.startswith("int")]
+        var = labels[0] if labels else pt.tensor(dtype="int64", shape=(None,) * (np.ndim(y)))
+        var_name = getattr(var, "name", None) or "y"
+        y = self._check_target(var, y, "score")
+        self._check_finite([np.asarray(y, float)], [var_name])
+        predicted = self.predict(x, **kwargs)
+        if predicted.shape != y.shape:
+            raise ValueError(f"score: y has shape {y.shape}, expected {predicted.shape}")
+        correct = (predicted == y).astype(float)
+        if w is None:
+            return float(correct.mean())
+        w = np.asarray(w, dtype=float)
+        self._check_finite([w], ["w"])
+        return float((w * correct).sum() / w.sum())
+
+
+class Autoencoder(graph.Network):
+    """A network trained to reproduce its input at its output.
+
+    The loss compares the output with the input itself, so training data
+    holds only inputs (and weights for a weighted loss). Tied layers such as
+    ``[784, 256, ('tied', 784)]`` share the encoder's weights.
+
+    Examples
+    --------
+    >>> net = Autoencoder([6, (3, 'sigmoid'), ('tied', 6)])
+    >>> [p.name for p in net.params]
+    ['hid1.w', 'hid1.b', 'out.b']
+    """
+
+    def add_loss(self, loss=None, **kwargs):
+        """Add a loss whose target is, by default, the network input."""
+        if not isinstance(loss, util.Registrar) and "target" not in kwargs and self.inputs:
+            kwargs["target"] = self.inputs[0]
+        return super().add_loss(loss, **kwargs)
+
+    def _layer_output_name(self, layer):
+        if layer is None:
+            layer = len(self.layers) // 2
+        if isinstance(layer, str) and ":" in layer:
+            return layer
+        return self.find_layer(layer).output_name
+
+    def encode(self, x, layer=None, sample=False, **kwargs):
+        """Encode inputs as the output of an inner layer.
+
+        Parameters
+        ----------
+        x : ndarray
+            Inputs.
+        layer : str or int, optional
+            Name or index of the layer whose ``:out`` is the code (or a full
+            output name). Defaults to the middle layer.
+        sample : bool, optional
+            If True, draw binary samples with the code values as probabilities.
+        **kwargs
+            Regularizer keyword arguments.
+
+        Returns
+        -------
+        ndarray
+        """
+        code = self._predict_output(x, self._layer_output_name(layer), **kwargs)
+        if sample:
+            return np.random.binomial(n=1, p=np.clip(code, 0, 1)).astype(np.uint8)
+        return code
+
+    def decode(self, z, layer=None, **kwargs):
+        """Decode codes from an inner layer back to the output space.
+
+        Parameters
+        ----------
+        z : ndarray
+            Values for the ``:out`` of ``layer``.
+        layer : str or int, optional
+            Name or index of the code layer; defaults to the middle layer.
+        **kwargs
+            Regularizer keyword arguments.
+
+        Returns
+        -------
+        ndarray
+            The network output computed from the codes.
+        """
+        name = self._layer_output_name(layer)
+        regs = self._regularizers(kwargs, "decode()")
+        outputs, updates = self.build_graph(regs)
+        if name not in outputs:
+            raise util.ConfigurationError(f"decode: {name!r} is not an output of this network")
+        key = ("decode", name, self._graph_key(regs))
+        if key not in self._functions:
+            code = outputs[name]
+            replacement = code.type(name="code")
+            out = clone_replace(outputs[self.layers[-1].output_name], {code: replacement})
+            self._functions[key] = pytensor.function(
+                [replacement], out, updates=updates, on_unused_input="ignore"
+            )
+        z = util.as_float(z)
+        want = outputs[name].ndim
+        if z.ndim != want:
+            raise ValueError(f"decode: codes for {name!r} must be {want}-D, got shape {z.shape}")
+        return self._functions[key](z)
+
+    def score(self, x, w=None, **kwargs):
+        """Return the :math:`R^2` of the reconstruction of ``x``.
+
+        Parameters
+        ----------
+        x : ndarray
+            Inputs.
+        w : ndarray, optional
+            Weights of the input values.
+
+        Returns
+        -------
+        float
+        """
+        prediction = self.predict(x, **kwargs)
+        x = np.asarray(x, dtype=prediction.dtype)
+        self._check_finite([x], ["x"])
+        return _r_squared(x, prediction, None if w is None else np.asarray(w, prediction.dtype))

@@ -1,0 +1,764 @@
+"""The :class:`Network` base class: layers, losses, graph building and evaluation.
+
+A network is an ordered list of layers plus one or more losses. Building its
+graph walks the layers in order; each layer reads the outputs built so far
+from one dictionary and adds its own, keyed by fully scoped names such as
+``'hid1:out'``. Regularizers may rewrite a layer's outputs as they are added
+(dropout, noise) and may add terms to the loss.
+
+Graphs and compiled functions are cached, keyed by the network's topology,
+its losses and the regularizers asked for.
+"""
+
+import numbers
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import scipy.sparse
+
+from . import layers as _layers
+from . import losses as _losses
+from . import regularizers as _regularizers
+from . import util
+
+__all__ = ["Network"]
+
+#: Keyword arguments a :class:`Network` accepts for compatibility with the
+#: 0.7 constructor, besides ``layers``, ``loss``, ``weighted`` and ``rng``.
+_COMPAT_KWARGS = ("hidden_activation", "output_activation")
+
+
+class Network:
+    """A neural network: layers, losses, and the graph that connects them.
+
+    Parameters
+    ----------
+    layers : sequence
+        Layer specs, from the input layer to the output layer. Each item may
+        be an int (a size), a tuple such as ``(100, 'tanh')``,
+        ``(100, 'lstm')`` or ``('tied', 784)`` (ints are sizes, registered
+        layer names are forms, other strings are activations, dicts add
+        keyword arguments), a shape tuple of ints for the input layer, a dict
+        of :class:`theanets.layers.Layer` keyword arguments with an optional
+        ``form``, a form name such as ``'flatten'``, or a Layer instance.
+    loss : str or :class:`theanets.losses.Loss`, optional
+        The loss to minimise; defaults to ``'mse'``.
+    weighted : bool, optional
+        Whether the loss takes a weight array per target value.
+    rng : int or RandomState, optional
+        Seed for initial parameter values; each layer built from an integer
+        seed draws from its own fresh ``RandomState(seed)``. Default 13.
+    hidden_activation, output_activation : str, optional
+        Default activations of hidden and output layers (compatibility with
+        the 0.7 constructor; per-layer specs take precedence).
+
+    Attributes
+    ----------
+    layers : list of :class:`theanets.layers.Layer`
+    losses : list of :class:`theanets.losses.Loss`
+    rng : int or RandomState
+
+    Examples
+    --------
+    >>> net = Network([3, (4, 'tanh'), 2])
+    >>> [layer.name for layer in net.layers]
+    ['in', 'hid1', 'out']
+    >>> [p.name for p in net.params]
+    ['hid1.w', 'hid1.b', 'out.w', 'out.b']
+    """
+
+    #: Number of axes of the input data (batch, features).
+    INPUT_NDIM = 2
+    #: Activation of the output layer unless its spec says otherwise.
+    DEFAULT_OUTPUT_ACTIVATION = "linear"
+    #: Activation of hidden layers unless their spec says otherwise.
+    DEFAULT_HIDDEN_ACTIVATION = "relu"
+
+    def __init__(self, layers=(), loss="mse", weighted=False, rng=13, **kwargs):
+        util.check_unknown_kwargs(kwargs, _COMPAT_KWARGS, f"{type(self).__name__}()")
+        self._hidden_activation = kwargs.get("hidden_activation", self.DEFAULT_HIDDEN_ACTIVATION)
+        self._output_activation = kwargs.get("output_activation", self.DEFAULT_OUTPUT_ACTIVATION)
+        if isinstance(rng, bool) or not isinstance(rng, (numbers.Integral, np.random.RandomState)):
+            raise util.ConfigurationError(f"rng must be an int seed or a RandomState, got {rng!r}")
+        self.rng = rng
+        self.layers = []
+        self.losses = []
+        self._graphs = {}
+        self._functions = {}
+        layers = list(layers)
+        for i, spec in enumerate(layers):
+            self.add_layer(spec, is_output=i == len(layers) - 1 and i > 0)
+        if self.layers and loss is not None:
+            self.set_loss(loss, weighted=weighted)
+
+    # ------------------------------------------------------------------
+    # building
+
+    def _parse_spec(self, spec, is_output):
+        """Turn one layer spec into (form, keyword arguments)."""
+        first = not self.layers
+        form = "input" if first else "feedforward"
+        kwargs = {}
+        if isinstance(spec, (numbers.Integral,)) and not isinstance(spec, bool):
+            kwargs["size"] = int(spec)
+        elif isinstance(spec, (tuple, list)):
+            if first and len(spec) > 1 and all(isinstance(s, numbers.Integral) for s in spec):
+                kwargs["shape"] = tuple(int(s) for s in spec)
+            else:
+                for item in spec:
+                    if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+                        kwargs["size"] = int(item)
+                    elif isinstance(item, str):
+                        if _layers.Layer.is_registered(item):
+                            form = item
+                        else:
+                            kwargs["activation"] = item
+                    elif isinstance(item, dict):
+                        kwargs.update(item)
+                    elif isinstance(item, (tuple, list)) and first:
+                        kwargs["shape"] = tuple(item)
+                    else:
+                        raise util.ConfigurationError(
+                            f"cannot understand {item!r} in layer spec {spec!r}: expected a size, "
+                            "an activation or form name, or a dict of keyword arguments"
+                        )
+        elif isinstance(spec, dict):
+            kwargs.update(spec)
+            form = kwargs.pop("form", form)
+        elif isinstance(spec, str):
+            form = spec
+        else:
+            raise util.ConfigurationError(
+                f"cannot understand layer spec {spec!r}: expected an int, tuple, dict, form name "
+                "or Layer"
+            )
+        if not isinstance(form, str):
+            raise util.ConfigurationError(f"layer form must be a string, got {form!r}")
+        form = form.lower()
+        if first and form not in ("input", "in"):
+            raise util.ConfigurationError(
+                f"the first layer of a network must be an input layer, got form {form!r}"
+            )
+        return form, kwargs
+
+    def add_layer(self, layer=None, is_output=False, **kwargs):
+        """Add a layer to the network.
+
+        Parameters
+        ----------
+        layer : int, tuple, dict, str or Layer
+            A layer spec (see :class:`Network`).
+        is_output : bool, optional
+            Whether this is the output layer: it is then named ``'out'`` and
+            gets the output activation by default.
+        **kwargs
+            More keyword arguments for the layer's constructor.
+
+        Returns
+        -------
+        :class:`theanets.layers.Layer`
+            The new, bound layer.
+
+        Raises
+        ------
+        ConfigurationError
+            For an unknown form or activation, a duplicate name, inputs that
+            cannot be found, or sizes that do not fit.
+        """
+        if isinstance(layer, _layers.Layer):
+            if kwargs:
+                raise util.ConfigurationError(
+                    f"add_layer got keyword arguments {sorted(kwargs)} with a Layer instance"
+                )
+            new = layer
+            if new.name is None:
+                new.name = self._default_name(is_output)
+            if new.inputs is None and new._requires_inputs and self.layers:
+                new.inputs = [self.layers[-1].output_name]
+        else:
+            form, spec_kwargs = self._parse_spec(layer, is_output)
+            spec_kwargs.update(kwargs)
+            cls = _layers.Layer.lookup(form)
+            spec_kwargs.setdefault("name", self._default_name(is_output))
+            if cls is not _layers.Input:
+                spec_kwargs.setdefault("inputs", self.layers[-1].output_name)
+                spec_kwargs.setdefault(
+                    "activation", self._output_activation if is_output else self._hidden_activation
+                )
+            elif self.INPUT_NDIM != 2 and "shape" not in spec_kwargs:
+                spec_kwargs.setdefault("ndim", self.INPUT_NDIM)
+            if issubclass(cls, _layers.Tied) and "partner" not in spec_kwargs:
+                spec_kwargs["partner"] = self._find_tied_partner(spec_kwargs)
+            try:
+                new = cls(**spec_kwargs)
+            except TypeError as err:
+                raise util.ConfigurationError(
+                    f"cannot build a {form!r} layer from {spec_kwargs}: {err}"
+                ) from err
+        if any(existing.name == new.name for existing in self.layers):
+            raise util.ConfigurationError(f"this network already has a layer named {new.name!r}")
+        if ":" in new.name or "." in new.name:
+            raise util.ConfigurationError(f"layer names cannot contain ':' or '.': {new.name!r}")
+        new.bind(self)
+        self.layers.append(new)
+        self._invalidate()
+        new.log()
+        return new
+
+    def _default_name(self, is_output):
+        if not self.layers:
+            return "in"
+        return "out" if is_output else f"hid{len(self.layers)}"
+
+    def _find_tied_partner(self, kwargs):
+        """Walk back through the layers: tied layers count +1, others -1."""
+        depth = 1
+        for layer in reversed(self.layers):
+            depth += 1 if isinstance(layer, _layers.Tied) else -1
+            if depth == 0:
+                return layer.name
+        raise util.ConfigurationError(f"cannot find a partner layer for tied layer {kwargs}")
+
+    def add_loss(self, loss=None, **kwargs):
+        """Add a loss to the network.
+
+        Parameters
+        ----------
+        loss : str or :class:`theanets.losses.Loss`
+            A registered loss name (``'mse'``, ``'xe'``, ...) or an instance.
+        **kwargs
+            Keyword arguments for the loss constructor (``weight``,
+            ``weighted``, ``output_name``, ``target``, ...). The target's
+            number of axes defaults to that of the output the loss reads.
+
+        Returns
+        -------
+        :class:`theanets.losses.Loss`
+        """
+        if not self.layers:
+            raise util.ConfigurationError("add layers to the network before adding a loss")
+        if isinstance(loss, _losses.Loss):
+            if kwargs:
+                raise util.ConfigurationError(
+                    f"add_loss got keyword arguments {sorted(kwargs)} with a Loss instance"
+                )
+            new = loss
+        else:
+            if loss is None:
+                raise util.ConfigurationError("add_loss needs a loss name or instance")
+            output_name = kwargs.get("output_name", self.layers[-1].output_name)
+            if "target" not in kwargs:
+                kwargs["target"] = self._target_ndim(output_name)
+            new = _losses.Loss.build(loss, **self._loss_kwargs(kwargs))
+        self.losses.append(new)
+        self._invalidate()
+        return new
+
+    def _loss_kwargs(self, kwargs):
+        """Hook for models to adjust loss constructor arguments."""
+        return kwargs
+
+    def _target_ndim(self, output_name):
+        full = output_name if ":" in output_name else f"{output_name}:out"
+        shapes = self.output_shapes
+        if full not in shapes:
+            raise util.ConfigurationError(
+                f"loss output {output_name!r} is not an output of this network."
+                f"{util.closest_match(full, shapes)}"
+            )
+        return len(shapes[full])
+
+    def set_loss(self, *args, **kwargs):
+        """Replace all losses by a single new one (see :meth:`add_loss`)."""
+        self.losses = []
+        return self.add_loss(*args, **kwargs)
+
+    def _invalidate(self):
+        self._graphs.clear()
+        self._functions.clear()
+
+    # ------------------------------------------------------------------
+    # lookup
+
+    @property
+    def output_shapes(self):
+        """Shapes of every named output of the layers so far, keyed by full name."""
+        shapes = {}
+        for layer in self.layers:
+            shapes.update(layer.output_shapes())
+        return shapes
+
+    @property
+    def inputs(self):
+        """The symbolic input variables, one per :class:`~theanets.layers.Input` layer."""
+        return [layer.variable for layer in self.layers if isinstance(layer, _layers.Input)]
+
+    @property
+    def variables(self):
+        """All symbolic variables fed with data: inputs, then loss targets and weights."""
+        result = list(self.inputs)
+        for loss in self.losses:
+            for var in loss.variables:
+                if all(var is not v for v in result):
+                    result.append(var)
+        return result
+
+    @property
+    def params(self):
+        """Every parameter of the network, in layer order, without repeats."""
+        result = []
+        for layer in self.layers:
+            for param in layer.params:
+                if all(param is not p for p in result):
+                    result.append(param)
+        return result
+
+    def find_layer(self, which):
+        """Return a layer by name or index.
+
+        Parameters
+        ----------
+        which : str or int
+
+        Returns
+        -------
+        :class:`theanets.layers.Layer`
+
+        Raises
+        ------
+        KeyError
+            If there is no such layer.
+        """
+        if isinstance(which, numbers.Integral):
+            try:
+                return self.layers[which]
+            except IndexError:
+                raise KeyError(f"no layer with index {which}") from None
+        for layer in self.layers:
+            if layer.name == which:
+                return layer
+        names = [layer.name for layer in self.layers]
+        raise KeyError(
+            f"no layer named {which!r}.{util.closest_match(which, names)} Layers: {names}"
+        )
+
+    def find(self, which, param):
+        """Return a parameter of one layer.
+
+        Parameters
+        ----------
+        which : str or int
+            Layer name or index.
+        param : str or int
+            Parameter name (``'w'`` or ``'hid1.w'``) or index.
+
+        Returns
+        -------
+        shared variable
+        """
+        return self.find_layer(which).find(param)
+
+    # ------------------------------------------------------------------
+    # graphs
+
+    def _regularizers(self, kwargs, where):
+        regs = _regularizers.from_kwargs(self, **kwargs)
+        unknown = {k: v for k, v in kwargs.items() if k not in _regularizers.known_kwargs()}
+        util.check_unknown_kwargs(unknown, _regularizers.known_kwargs(), where)
+        return regs
+
+    def _graph_key(self, regularizers):
+        topology = tuple(repr(sorted(layer.to_spec().items(), key=str)) for layer in self.layers)
+        losses = tuple(loss.cache_key() for loss in self.losses)
+        regs = tuple(reg.cache_key() for reg in regularizers)
+        return topology, losses, regs
+
+    def build_graph(self, regularizers=()):
+        """Connect the layers into a graph, applying regularizers.
+
+        Parameters
+        ----------
+        regularizers : sequence of :class:`theanets.regularizers.Regularizer`
+            Each one's ``modify_graph`` is applied to every layer's outputs as
+            they are built.
+
+        Returns
+        -------
+        outputs : dict
+            Every named output of every layer, keyed by full name.
+        updates : list
+            ``(shared, expression)`` pairs the graph needs when evaluated
+            (e.g. random-stream state of dropout).
+        """
+        regularizers = list(regularizers)
+        key = self._graph_key(regularizers)
+        if key not in self._graphs:
+            outputs, updates = {}, []
+            for layer in self.layers:
+                layer_outputs, layer_updates = layer.connect(outputs)
+                for reg in regularizers:
+                    reg.modify_graph(layer_outputs)
+                for reg in regularizers:
+                    updates.extend(getattr(reg, "pop_updates", lambda: [])())
+                outputs.update(layer_outputs)
+                updates.extend(layer_updates)
+            self._graphs[key] = (outputs, updates)
+        return self._graphs[key]
+
+    def _compile(self, key, inputs, outputs, updates=()):
+        if key not in self._functions:
+            self._functions[key] = pytensor.function(
+                inputs, outputs, updates=list(updates), on_unused_input="ignore"
+            )
+        return self._functions[key]
+
+    def loss(self, **kwargs):
+        """Return the symbolic training loss: losses plus regularizer terms.
+
+        Parameters
+        ----------
+        **kwargs
+            Regularizer keyword arguments (``weight_l2=1e-4``,
+            ``input_dropout=0.2``, ...).
+
+        Returns
+        -------
+        scalar expression
+        """
+        regs = self._regularizers(kwargs, "loss()")
+        outputs, _ = self.build_graph(regs)
+        total = sum(loss.weight * loss(outputs) for loss in self.losses)
+        for reg in regs:
+            if reg.weight:
+                total = total + reg.weight * reg.loss(self.layers, outputs)
+        return total
+
+    def updates(self, **kwargs):
+        """Return the graph's extra updates for these regularizers.
+
+        Returns
+        -------
+        list of (shared, expression)
+        """
+        regs = self._regularizers(kwargs, "updates()")
+        return list(self.build_graph(regs)[1])
+
+    def monitors(self, **kwargs):
+        """Return named scalar expressions to report while training.
+
+        Parameters
+        ----------
+        monitors : dict or sequence of (str, levels), optional
+            Maps glob patterns of graph outputs (``'hid1:out'``) to threshold
+            values; for each matching output and each value ``v`` the
+            fraction of entries below ``v`` is reported as ``'<name><v'``.
+            A value may also be a callable mapping the expression to a
+            scalar, reported as ``'<name>:<callable name>'``.
+        **kwargs
+            Regularizer keyword arguments.
+
+        Returns
+        -------
+        list of (str, scalar expression)
+            ``('err', first loss)`` first, then the requested monitors.
+        """
+        spec = kwargs.pop("monitors", None) or {}
+        regs = self._regularizers(kwargs, "monitors()")
+        outputs, _ = self.build_graph(regs)
+        result = [("err", self.losses[0](outputs))]
+        items = spec.items() if isinstance(spec, dict) else spec
+        for pattern, levels in items:
+            matches = list(util.outputs_matching(outputs, pattern))
+            if not matches:
+                util.log("monitor pattern {!r} matches no graph output", pattern, level=30)
+            if callable(levels) or isinstance(levels, (numbers.Number,)):
+                levels = [levels]
+            for name, expr in matches:
+                for level in levels:
+                    if callable(level):
+                        label = getattr(level, "__name__", "fn")
+                        result.append((f"{name}:{label}", level(expr)))
+                    else:
+                        below = pt.cast(pt.lt(expr, level), pytensor.config.floatX).mean()
+                        result.append((f"{name}<{level}", below))
+        return result
+
+    # ------------------------------------------------------------------
+    # evaluation
+
+    def _input_arrays(self, x, what="x"):
+        """Check and convert input data, one array per input layer."""
+        input_layers = [layer for layer in self.layers if isinstance(layer, _layers.Input)]
+        if isinstance(x, dict):
+            missing = [layer.name for layer in input_layers if layer.name not in x]
+            if missing:
+                raise ValueError(f"{what} is missing data for input layers {missing}")
+            arrays = [x[layer.name] for layer in input_layers]
+        elif len(input_layers) > 1:
+            if not isinstance(x, (list, tuple)) or len(x) != len(input_layers):
+                raise ValueError(
+                    f"this network has {len(input_layers)} input layers "
+                    f"{[layer.name for layer in input_layers]}: give a list of that many arrays "
+                    "or a dict keyed by layer name"
+                )
+            arrays = list(x)
+        else:
+            arrays = [x]
+        return [self._check_array(a, layer, what) for a, layer in zip(arrays, input_layers)]
+
+    @staticmethod
+    def _check_array(array, layer, what):
+        if scipy.sparse.issparse(array):
+            if not layer.sparse:
+                raise ValueError(
+                    f"{what}: input layer {layer.name!r} expects a dense array, got a sparse matrix"
+                )
+            if array.shape[1] != layer.size:
+                raise ValueError(
+                    f"{what}: input layer {layer.name!r} expects {layer.size} features, got "
+                    f"{array.shape[1]}"
+                )
+            return array.asformat(layer.sparse).astype(pytensor.config.floatX)
+        try:
+            array = np.asarray(array)
+        except Exception as err:
+            raise TypeError(f"{what}: cannot convert to an array: {err}") from None
+        if array.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{what}: input layer {layer.name!r} expects real numbers, got dtype {array.dtype}"
+            )
+        if array.ndim != layer.ndim:
+            raise ValueError(
+                f"{what}: input layer {layer.name!r} expects {layer.ndim}-D data of shape "
+                f"{layer.output_shape}, got shape {array.shape}"
+            )
+        for axis, (want, got) in enumerate(zip(layer.output_shape, array.shape)):
+            if want is not None and want != got:
+                raise ValueError(
+                    f"{what}: input layer {layer.name!r} expects shape {layer.output_shape}, got "
+                    f"{array.shape} (axis {axis} should be {want})"
+                )
+        if layer.sparse:
+            return scipy.sparse.csr_matrix(array, dtype=pytensor.config.floatX).asformat(
+                layer.sparse
+            )
+        return util.as_float(array)
+
+    def feed_forward(self, x, **kwargs):
+        """Compute every named output of the network for some input.
+
+        Parameters
+        ----------
+        x : ndarray, or list/dict of ndarrays for several inputs
+            Input data.
+        **kwargs
+            Regularizer keyword arguments applied to the graph (e.g.
+            ``hidden_dropout=0.5`` for Monte-Carlo dropout).
+
+        Returns
+        -------
+        dict
+            Maps every fully scoped output name (``'hid1:out'``, ...) to an
+            array.
+        """
+        regs = self._regularizers(kwargs, "feed_forward()")
+        outputs, updates = self.build_graph(regs)
+        names = list(outputs)
+        key = ("feed_forward", self._graph_key(regs))
+        fn = self._compile(key, self.inputs, [outputs[n] for n in names], updates)
+        values = fn(*self._input_arrays(x))
+        return dict(zip(names, values))
+
+    def predict(self, x, **kwargs):
+        """Compute the network's output for some input.
+
+        Parameters
+        ----------
+        x : ndarray, or list/dict of ndarrays for several inputs
+        **kwargs
+            Regularizer keyword arguments applied to the graph.
+
+        Returns
+        -------
+        ndarray
+            The output layer's ``:out`` values.
+        """
+        return self._predict_output(x, self.layers[-1].output_name, **kwargs)
+
+    def _predict_output(self, x, name, **kwargs):
+        regs = self._regularizers(kwargs, "predict()")
+        outputs, updates = self.build_graph(regs)
+        key = ("predict", name, self._graph_key(regs))
+        fn = self._compile(key, self.inputs, outputs[name], updates)
+        return fn(*self._input_arrays(x))
+
+    def _check_finite(self, arrays, names):
+        for array, name in zip(arrays, names):
+            if scipy.sparse.issparse(array):
+                array = array.data
+            if np.asarray(array).dtype.kind == "f" and not np.all(np.isfinite(array)):
+                raise ValueError(f"{name} contains NaN or infinite values")
+
+    def loss_value(self, *data, **kwargs):
+        """Evaluate the training loss (with regularizers) on data.
+
+        Parameters
+        ----------
+        *data : ndarray
+            Inputs, then targets, then weights, in the order of
+            :attr:`variables`.
+        **kwargs
+            Regularizer keyword arguments.
+
+        Returns
+        -------
+        float
+        """
+        arrays = self._data_arrays(data)
+        expr = self.loss(**kwargs)
+        regs = self._regularizers(kwargs, "loss_value()")
+        updates = self.build_graph(regs)[1]
+        key = ("loss", self._graph_key(regs))
+        fn = self._compile(key, self.variables, expr, updates)
+        return float(fn(*arrays))
+
+    def _data_arrays(self, data, what="data"):
+        """Check and convert (inputs, targets, weights) for the loss variables."""
+        variables = self.variables
+        n_in = len(self.inputs)
+        if len(data) != len(variables):
+            names = [v.name for v in variables]
+            raise ValueError(
+                f"{what}: expected {len(variables)} arrays {names}, got {len(data)}"
+            )
+        inputs = self._input_arrays(list(data[:n_in]) if n_in > 1 else data[0], what)
+        rest = []
+        for var, array in zip(variables[n_in:], data[n_in:]):
+            rest.append(self._check_target(var, array, what))
+        arrays = inputs + rest
+        names = [v.name for v in variables]
+        self._check_finite(arrays, [f"{what} ({n})" for n in names])
+        rows = {a.shape[0] for a in arrays}
+        if len(rows) > 1:
+            raise ValueError(
+                f"{what}: arrays have different numbers of rows "
+                f"{dict(zip(names, [a.shape[0] for a in arrays]))}"
+            )
+        return arrays
+
+    def _check_target(self, var, array, what):
+        array = np.asarray(array)
+        if array.ndim != var.ndim:
+            raise ValueError(
+                f"{what}: {var.name!r} must be {var.ndim}-D, got an array of shape {array.shape}"
+            )
+        if var.dtype.startswith("int"):
+            if array.dtype.kind not in "iu":
+                if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(
+                    array == np.round(array)
+                ):
+                    array = array.astype("int64")
+                else:
+                    raise ValueError(
+                        f"{what}: {var.name!r} must hold integer class labels, got dtype "
+                        f"{array.dtype}"
+                    )
+            return array.astype(var.dtype)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{what}: {var.name!r} must be real numbers, got dtype {array.dtype}")
+        return util.as_float(array)
+
+    def score(self, x, y, w=None, **kwargs):
+        """Score the network's output on some data (overridden by models).
+
+        Returns
+        -------
+        float
+            Higher is better.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define score()")
+
+    # ------------------------------------------------------------------
+    # training (see theanets.trainer)
+
+    def itertrain(self, train, valid=None, algo="rmsprop", subalgo="rmsprop", save_every=0,
+                  save_progress=None, **kwargs):
+        """Train the network, yielding monitor values after each epoch.
+
+        See :func:`theanets.trainer.itertrain` for every argument.
+
+        Yields
+        ------
+        (dict, dict)
+            Training and validation monitor values.
+        """
+        from . import trainer
+
+        yield from trainer.itertrain(
+            self, train, valid=valid, algo=algo, subalgo=subalgo, save_every=save_every,
+            save_progress=save_progress, **kwargs
+        )
+
+    def train(self, *args, **kwargs):
+        """Train the network until done; return the last monitor values.
+
+        Takes the same arguments as :meth:`itertrain`.
+
+        Returns
+        -------
+        (dict, dict)
+            Training and validation monitor values from the last epoch.
+        """
+        monitors = ({}, {})
+        for monitors in self.itertrain(*args, **kwargs):
+            pass
+        return monitors
+
+    # ------------------------------------------------------------------
+    # persistence (see theanets.serialization)
+
+    def __getstate__(self):
+        from . import serialization
+
+        return serialization.network_state(self)
+
+    def __setstate__(self, state):
+        from . import serialization
+
+        serialization.restore_network(self, state)
+
+    def save(self, filename_or_handle):
+        """Save the network to a file.
+
+        The format follows the file name: ``.npz`` writes NumPy arrays and a
+        JSON spec (no pickle); otherwise a restricted pickle, gzipped when the
+        name ends in ``.gz``. Files are written atomically.
+
+        Parameters
+        ----------
+        filename_or_handle : str, path or file object
+        """
+        from . import serialization
+
+        serialization.save(self, filename_or_handle)
+
+    @classmethod
+    def load(cls, filename_or_handle):
+        """Load a saved network, including files saved by Theano-era theanets.
+
+        Parameters
+        ----------
+        filename_or_handle : str, path or file object
+
+        Returns
+        -------
+        :class:`Network`
+        """
+        from . import serialization
+
+        return serialization.load(filename_or_handle)
+
+    def __repr__(self):
+        sizes = " -> ".join(str(layer.output_shape[-1]) for layer in self.layers)
+        return f"<{type(self).__name__} {sizes}>"

@@ -1,0 +1,437 @@
+r"""Gradient methods with per-parameter adaptive step sizes.
+
+:class:`RProp`, :class:`RMSProp`, :class:`ADAGRAD`, :class:`ADADELTA`,
+:class:`ESGD` and :class:`Adam`, with the formulas and defaults of the
+``downhill`` package. Several of them turn a half-life :math:`h` (in updates)
+into the weight of an exponentially weighted moving average,
+:math:`\gamma = e^{-\ln 2 / h}`.
+"""
+
+import numpy as np
+import pytensor
+import pytensor.gradient
+import pytensor.tensor as pt
+
+from .. import util
+from .base import Optimizer, _check_number, _halflife_to_decay
+
+__all__ = ["RProp", "RMSProp", "ADAGRAD", "ADADELTA", "ESGD", "Adam"]
+
+
+class RProp(Optimizer):
+    r"""Resilient backpropagation (the iRprop⁻ variant).
+
+    Keyword arguments of :meth:`iterate <theanets.optimizers.Optimizer.iterate>`
+    (besides the shared options):
+
+    - ``rprop_increase`` (default 1.01): factor :math:`\eta_+ > 0` applied to a
+      step size when the gradient keeps its sign;
+    - ``rprop_decrease`` (default 0.99): factor :math:`\eta_- > 0` applied when
+      the sign flips;
+    - ``rprop_min_step`` (default 0) and ``rprop_max_step`` (default 100):
+      bounds :math:`\Delta_-, \Delta_+` on every step size;
+    - ``learning_rate`` (default 1e-4): the initial step size.
+
+    Notes
+    -----
+    Only the sign of the gradient is used. Each parameter element keeps its own
+    step size :math:`\Delta` (starting at the learning rate) and the previous
+    gradient :math:`g_{t-1}` (starting at 0):
+
+    .. math::
+        \Delta_t = \operatorname{clip}\left(\Delta_{t-1} \cdot
+        \begin{cases}
+            \eta_+ & g_{t-1} g_t > 0 \\
+            \eta_- & g_{t-1} g_t < 0 \\
+            1 & g_{t-1} g_t = 0
+        \end{cases},\ \Delta_-, \Delta_+\right)
+
+    When the sign flips the current gradient is forgotten (:math:`g_t \leftarrow 0`,
+    so that no step is taken and the next comparison is neutral); then
+
+    .. math::
+        \theta_{t+1} = \theta_t - \operatorname{sgn}(g_t)\,\Delta_t .
+
+    References
+    ----------
+    .. [Ried92] M. Riedmiller & H. Braun (1992). "Rprop - a fast adaptive
+       learning algorithm." Proc. International Symposium on Computer and
+       Information Science VII.
+    .. [Igel00] C. Igel & M. Hüsken (2000). "Improving the Rprop learning
+       algorithm." Proc. Second International Symposium on Neural Computation.
+    """
+
+    hyperparameters = {
+        "rprop_increase": 1.01,
+        "rprop_decrease": 0.99,
+        "rprop_min_step": 0,
+        "rprop_max_step": 100,
+    }
+
+    def _check_hyperparameters(self, config):
+        for name in ("rprop_increase", "rprop_decrease"):
+            config[name] = _check_number(name, config[name], low=0.0, low_open=True)
+        config["rprop_min_step"] = _check_number("rprop_min_step", config["rprop_min_step"])
+        config["rprop_max_step"] = _check_number("rprop_max_step", config["rprop_max_step"])
+        if config["rprop_max_step"] < config["rprop_min_step"]:
+            raise util.ConfigurationError(
+                f"rprop_max_step ({config['rprop_max_step']}) must be at least "
+                f"rprop_min_step ({config['rprop_min_step']})"
+            )
+
+    def _set_scalars(self, config):
+        super()._set_scalars(config)
+        for name in self.hyperparameters:
+            self._set_scalar(name, config[name])
+
+    def _get_updates_for(self, param, grad):
+        dtype = param.dtype
+        grad_tm1 = self._state(param, "rprop_grad")
+        step_tm1 = self._state(param, "rprop_step", init=lambda c: c["learning_rate"])
+        test = grad * grad_tm1
+        same = pt.cast(pt.gt(test, 0), dtype)
+        flip = pt.cast(pt.lt(test, 0), dtype)
+        zero = pt.cast(pt.eq(test, 0), dtype)
+        scale = (
+            zero
+            + same * self._hyper("rprop_increase", dtype)
+            + flip * self._hyper("rprop_decrease", dtype)
+        )
+        step = pt.clip(
+            step_tm1 * scale,
+            self._hyper("rprop_min_step", dtype),
+            self._hyper("rprop_max_step", dtype),
+        )
+        grad = grad * (1 - flip)
+        yield grad_tm1, grad
+        yield step_tm1, step
+        yield param, pt.sign(grad) * step
+
+
+class ADAGRAD(Optimizer):
+    r"""ADAGRAD: steps scaled by the accumulated squared gradients.
+
+    Keyword arguments of :meth:`iterate <theanets.optimizers.Optimizer.iterate>`
+    (besides the shared options): ``learning_rate`` (default 1e-4) and
+    ``rms_regularizer`` (default 1e-8), the :math:`\epsilon` below.
+
+    Notes
+    -----
+    With :math:`G` the running sum of squared gradients (starting at 0),
+
+    .. math::
+        G_t = G_{t-1} + g_t^2, \qquad
+        \theta_{t+1} = \theta_t - \frac{\alpha\, g_t}{\sqrt{G_t + \epsilon}} .
+
+    Since :math:`G` only grows, the effective learning rate of every element
+    decays over training.
+
+    References
+    ----------
+    .. [Duch11] J. Duchi, E. Hazan & Y. Singer (2011). "Adaptive subgradient
+       methods for online learning and stochastic optimization." JMLR 12,
+       2121-2159.
+    """
+
+    hyperparameters = {"rms_regularizer": 1e-8}
+
+    def _check_hyperparameters(self, config):
+        config["rms_regularizer"] = _check_number("rms_regularizer", config["rms_regularizer"])
+
+    def _set_scalars(self, config):
+        super()._set_scalars(config)
+        self._set_scalar("epsilon", config["rms_regularizer"])
+
+    def _get_updates_for(self, param, grad):
+        dtype = param.dtype
+        g2_tm1 = self._state(param, "adagrad_g2")
+        g2_t = g2_tm1 + pt.sqr(grad)
+        yield g2_tm1, g2_t
+        lr = self._hyper("learning_rate", dtype)
+        yield param, lr * grad / pt.sqrt(g2_t + self._hyper("epsilon", dtype))
+
+
+class RMSProp(Optimizer):
+    r"""RMSProp in the form of Graves (2013), centred by the mean gradient.
+
+    Keyword arguments of :meth:`iterate <theanets.optimizers.Optimizer.iterate>`
+    (besides the shared options): ``learning_rate`` (default 1e-4),
+    ``rms_halflife`` (default 14) giving :math:`\gamma = e^{-\ln 2/h}`, and
+    ``rms_regularizer`` (default 1e-8), the :math:`\epsilon` below.
+
+    Notes
+    -----
+    Moving averages of the gradient and of its square (both starting at 0)
+    give a running variance that normalises the step:
+
+    .. math::
+        f_t = \gamma f_{t-1} + (1 - \gamma) g_t, \qquad
+        s_t = \gamma s_{t-1} + (1 - \gamma) g_t^2,
+
+    .. math::
+        \theta_{t+1} = \theta_t - \frac{\alpha\, g_t}{\sqrt{s_t - f_t^2 + \epsilon}} .
+
+    References
+    ----------
+    .. [Grav13] A. Graves (2013). "Generating sequences with recurrent neural
+       networks." arXiv:1308.0850, equations 38-45.
+    """
+
+    hyperparameters = {"rms_halflife": 14, "rms_regularizer": 1e-8}
+
+    def _check_hyperparameters(self, config):
+        config["rms_regularizer"] = _check_number("rms_regularizer", config["rms_regularizer"])
+        _halflife_to_decay("rms_halflife", config["rms_halflife"])
+
+    def _set_scalars(self, config):
+        super()._set_scalars(config)
+        self._set_scalar("ewma", _halflife_to_decay("rms_halflife", config["rms_halflife"]))
+        self._set_scalar("epsilon", config["rms_regularizer"])
+
+    def _get_updates_for(self, param, grad):
+        dtype = param.dtype
+        ewma = self._hyper("ewma", dtype)
+        g1_tm1 = self._state(param, "rms_g1")
+        g2_tm1 = self._state(param, "rms_g2")
+        g1_t = ewma * g1_tm1 + (1 - ewma) * grad
+        g2_t = ewma * g2_tm1 + (1 - ewma) * pt.sqr(grad)
+        rms = pt.sqrt(g2_t - pt.sqr(g1_t) + self._hyper("epsilon", dtype))
+        yield g1_tm1, g1_t
+        yield g2_tm1, g2_t
+        yield param, self._hyper("learning_rate", dtype) * grad / rms
+
+
+class ADADELTA(RMSProp):
+    r"""ADADELTA: steps scaled by the ratio of recent step and gradient sizes.
+
+    Keyword arguments of :meth:`iterate <theanets.optimizers.Optimizer.iterate>`
+    (besides the shared options): ``rms_halflife`` (default 14) giving
+    :math:`\gamma = e^{-\ln 2/h}`, and ``rms_regularizer`` (default 1e-8), the
+    :math:`\epsilon` below. ``learning_rate`` is accepted but not used.
+
+    Notes
+    -----
+    With moving averages of squared gradients :math:`s` and of squared steps
+    :math:`x` (both starting at 0):
+
+    .. math::
+        s_t = \gamma s_{t-1} + (1 - \gamma) g_t^2, \qquad
+        \Delta_t = g_t \frac{\sqrt{x_{t-1} + \epsilon}}{\sqrt{s_t + \epsilon}},
+
+    .. math::
+        x_t = \gamma x_{t-1} + (1 - \gamma) \Delta_t^2, \qquad
+        \theta_{t+1} = \theta_t - \Delta_t .
+
+    References
+    ----------
+    .. [Zeil12] M. Zeiler (2012). "ADADELTA: an adaptive learning rate method."
+       arXiv:1212.5701.
+    """
+
+    def _get_updates_for(self, param, grad):
+        dtype = param.dtype
+        ewma = self._hyper("ewma", dtype)
+        eps = self._hyper("epsilon", dtype)
+        x2_tm1 = self._state(param, "adadelta_x2")
+        g2_tm1 = self._state(param, "adadelta_g2")
+        g2_t = ewma * g2_tm1 + (1 - ewma) * pt.sqr(grad)
+        delta = grad * pt.sqrt(x2_tm1 + eps) / pt.sqrt(g2_t + eps)
+        x2_t = ewma * x2_tm1 + (1 - ewma) * pt.sqr(delta)
+        yield g2_tm1, g2_t
+        yield x2_tm1, x2_t
+        yield param, delta
+
+
+class ESGD(RMSProp):
+    r"""Equilibrated SGD: steps preconditioned by a Hessian-diagonal estimate.
+
+    Keyword arguments of :meth:`iterate <theanets.optimizers.Optimizer.iterate>`
+    (besides the shared options): ``learning_rate`` (default 1e-4),
+    ``rms_halflife`` (default 14) giving :math:`\gamma = e^{-\ln 2/h}`,
+    ``rms_regularizer`` (default 1e-8), the :math:`\epsilon` below, and
+    ``hv_method`` (default ``'rop'``), how the Hessian-vector product is formed:
+    ``'rop'`` (forward-mode product of the gradient, via
+    :func:`pytensor.gradient.pushforward`), ``'lop'`` (reverse-mode,
+    :func:`pytensor.gradient.pullback`) or ``'grad'`` (the gradient of
+    :math:`g \cdot r`). All three compute the same product. ``rng`` reseeds the
+    random probe vectors.
+
+    Notes
+    -----
+    At each update a probe :math:`r \sim \mathcal{N}(0, I)` with the parameter's
+    shape is drawn and the product of the parameter's Hessian block with it is
+    computed without forming the Hessian. Because
+    :math:`\mathbb{E}[(Hr)^2] = \operatorname{diag}(H^2)`, a moving average of
+    its square (starting at 0) estimates the equilibration preconditioner:
+
+    .. math::
+        D_t = \gamma D_{t-1} + (1 - \gamma) (H r_t)^2, \qquad
+        \theta_{t+1} = \theta_t - \frac{\alpha\, g_t}{\sqrt{D_t} + \epsilon} .
+
+    Unlike the paper, which divides a running sum by the number of updates,
+    the average here is exponentially weighted. When gradient clipping is on,
+    the product is taken of the clipped gradient (as in ``downhill``).
+
+    The probes come from a NumPy ``Generator`` held in a PyTensor shared
+    variable that the training function advances, so successive updates draw
+    fresh vectors. It is seeded with 0 when the optimizer is built, and
+    reseeded from ``rng`` when :meth:`iterate` is given one.
+
+    References
+    ----------
+    .. [Daup15] Y. Dauphin, H. de Vries & Y. Bengio (2015). "Equilibrated
+       adaptive learning rates for non-convex optimization." NIPS;
+       arXiv:1502.04390.
+    """
+
+    hyperparameters = {"hv_method": "rop"}
+    structural = ("hv_method",)
+    _hv_methods = ("rop", "lop", "grad")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._rng = pytensor.shared(np.random.default_rng(0), name="ESGD.rng")
+
+    def _check_hyperparameters(self, config):
+        super()._check_hyperparameters(config)
+        method = config["hv_method"]
+        if not isinstance(method, str) or method.lower() not in self._hv_methods:
+            raise util.ConfigurationError(
+                f"hv_method must be one of {', '.join(map(repr, self._hv_methods))}, "
+                f"got {method!r}.{util.closest_match(str(method).lower(), self._hv_methods)}"
+            )
+        config["hv_method"] = method.lower()
+
+    def _prepare_run(self, config):
+        if config["rng"] is not None:
+            seed = _seed_from(config["rng"])
+            self._rng.set_value(np.random.default_rng(seed), borrow=True)
+
+    def _begin_updates(self, key):
+        self._rng_current = self._rng
+
+    def _end_updates(self):
+        current, self._rng_current = self._rng_current, None
+        return [(self._rng, current)] if current is not self._rng else []
+
+    def _hessian_probe(self, param):
+        """Return a symbolic standard normal vector shaped like ``param``.
+
+        Each call chains the random generator state, so that all draws of one
+        update are independent and the final state is written back.
+        """
+        next_rng, probe = pt.random.normal(
+            0, 1, size=param.shape, rng=self._rng_current, dtype=param.dtype,
+            return_next_rng=True,
+        )
+        self._rng_current = next_rng
+        return probe
+
+    def _get_updates_for(self, param, grad):
+        dtype = param.dtype
+        method = self._key[-1]
+        probe = self._hessian_probe(param)
+        if method == "rop":
+            hv = pytensor.gradient.pushforward(
+                grad, param, probe, disconnected_outputs="ignore", return_disconnected="zero"
+            )
+        elif method == "lop":
+            hv = pytensor.gradient.pullback(
+                grad, param, probe, disconnected_inputs="ignore", return_disconnected="zero"
+            )
+        else:
+            hv = pytensor.grad(
+                pt.sum(grad * probe), param, disconnected_inputs="ignore",
+                return_disconnected="zero",
+            )
+        ewma = self._hyper("ewma", dtype)
+        d_tm1 = self._state(param, "esgd_d")
+        d_t = ewma * d_tm1 + (1 - ewma) * pt.sqr(hv)
+        yield d_tm1, d_t
+        denom = pt.sqrt(d_t) + self._hyper("epsilon", dtype)
+        yield param, self._hyper("learning_rate", dtype) * grad / denom
+
+
+def _seed_from(rng):
+    """Return an integer seed from an int, a RandomState or a Generator."""
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(2**31))
+    return int(util.resolve_rng(rng).randint(2**31))
+
+
+class Adam(Optimizer):
+    r"""Adam, with moment-decay rates given as half-lives (as in ``downhill``).
+
+    Keyword arguments of :meth:`iterate <theanets.optimizers.Optimizer.iterate>`
+    (besides the shared options):
+
+    - ``learning_rate`` (default 1e-4): :math:`\alpha`;
+    - ``beta1_halflife`` (default 7): gives :math:`\beta_1 = e^{-\ln 2/7} \approx 0.906`;
+    - ``beta2_halflife`` (default 69): gives :math:`\beta_2 = e^{-\ln 2/69} \approx 0.990`;
+    - ``beta1_decay`` (default :math:`1 - 10^{-6}`): :math:`\lambda`, which
+      shrinks :math:`\beta_1` a little every update;
+    - ``rms_regularizer`` (default 1e-8): :math:`\epsilon`.
+
+    Notes
+    -----
+    With an update counter :math:`t` (starting at 0) and moment estimates
+    :math:`m, v` (starting at 0):
+
+    .. math::
+        b_t = \beta_1 \lambda^{t}, \qquad
+        m_{t+1} = b_t m_t + (1 - b_t) g, \qquad
+        v_{t+1} = \beta_2 v_t + (1 - \beta_2) g^2,
+
+    .. math::
+        \theta_{t+1} = \theta_t - \alpha\,
+        \frac{m_{t+1} / (1 - b_t)}{\sqrt{v_{t+1} / (1 - \beta_2)} + \epsilon} .
+
+    This is ``downhill``'s formula: its "bias correction" divides by
+    :math:`1 - b_t` and :math:`1 - \beta_2` rather than by
+    :math:`1 - \beta_1^{t+1}` and :math:`1 - \beta_2^{t+1}` as in the paper, so
+    the first step has size :math:`\alpha` per element and later steps are
+    somewhat larger than in the paper's algorithm.
+
+    References
+    ----------
+    .. [King15] D. Kingma & J. Ba (2015). "Adam: a method for stochastic
+       optimization." ICLR; arXiv:1412.6980.
+    """
+
+    hyperparameters = {
+        "beta1_decay": 1 - 1e-6,
+        "beta1_halflife": 7,
+        "beta2_halflife": 69,
+        "rms_regularizer": 1e-8,
+    }
+
+    def _check_hyperparameters(self, config):
+        config["rms_regularizer"] = _check_number("rms_regularizer", config["rms_regularizer"])
+        config["beta1_decay"] = _check_number(
+            "beta1_decay", config["beta1_decay"], low=0.0, low_open=True, high=1.0, high_open=False
+        )
+        _halflife_to_decay("beta1_halflife", config["beta1_halflife"])
+        _halflife_to_decay("beta2_halflife", config["beta2_halflife"])
+
+    def _set_scalars(self, config):
+        super()._set_scalars(config)
+        self._set_scalar("beta1", _halflife_to_decay("beta1_halflife", config["beta1_halflife"]))
+        self._set_scalar("beta2", _halflife_to_decay("beta2_halflife", config["beta2_halflife"]))
+        self._set_scalar("beta1_decay", config["beta1_decay"])
+        self._set_scalar("epsilon", config["rms_regularizer"])
+
+    def _get_updates_for(self, param, grad):
+        dtype = param.dtype
+        t_tm1 = self._scalar_state(param, "adam_t")
+        m_tm1 = self._state(param, "adam_m")
+        v_tm1 = self._state(param, "adam_v")
+        beta1 = self._hyper("beta1", dtype) * self._hyper("beta1_decay", dtype) ** t_tm1
+        beta2 = self._hyper("beta2", dtype)
+        m_t = beta1 * m_tm1 + (1 - beta1) * grad
+        v_t = beta2 * v_tm1 + (1 - beta2) * pt.sqr(grad)
+        numer = m_t / (1 - beta1)
+        denom = pt.sqrt(v_t / (1 - beta2)) + self._hyper("epsilon", dtype)
+        yield t_tm1, t_tm1 + 1
+        yield m_tm1, m_t
+        yield v_tm1, v_t
+        yield param, self._hyper("learning_rate", dtype) * numer / denom

@@ -1,0 +1,894 @@
+r"""The optimizer base class: gradients, clipping, momentum and the training loop.
+
+An :class:`Optimizer` minimises a scalar PyTensor expression with respect to a
+list of shared variables. A subclass says only how *one* parameter moves given
+its gradient (:meth:`Optimizer._get_updates_for`); everything else lives here
+once:
+
+* gradients of the loss, with optional per-parameter norm rescaling or
+  elementwise clipping;
+* classical or Nesterov momentum wrapped around the subclass's step;
+* one compiled training function and one compiled evaluation function per
+  optimizer (hyperparameters are shared scalars, so new values need no
+  recompilation);
+* the epoch loop of :meth:`Optimizer.iterate`: validation, early stopping,
+  keeping and restoring the best parameters, ``max_updates``, Ctrl-C and
+  non-finite losses.
+
+The algorithms and their defaults follow the ``downhill`` package that
+theanets used with Theano.
+"""
+
+import logging
+import math
+import numbers
+import warnings
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Constant, Variable
+
+from .. import util
+from .dataset import Dataset
+
+__all__ = ["Optimizer", "build"]
+
+#: Keyword arguments of :meth:`Optimizer.iterate` shared by every algorithm.
+BASE_DEFAULTS = {
+    "learning_rate": 1e-4,
+    "momentum": 0,
+    "nesterov": False,
+    "max_gradient_norm": 0,
+    "max_gradient_elem": 0,
+    "patience": 5,
+    "validate_every": 10,
+    "min_improvement": 0,
+    "max_updates": None,
+    "batch_size": 32,
+    "train_batches": None,
+    "valid_batches": None,
+    "rng": None,
+}
+
+#: Deprecated spellings accepted for compatibility, mapped to their new names.
+ALIASES = {
+    "max_gradient_clip": "max_gradient_elem",
+    "gradient_clip": "max_gradient_elem",
+}
+
+
+def build(algo, loss, params, inputs, updates=(), monitors=(), monitor_gradients=False, mode=None):
+    """Create an optimizer by the name of its algorithm.
+
+    Parameters
+    ----------
+    algo : str
+        A registered name such as ``'sgd'``, ``'nag'``, ``'rmsprop'``,
+        ``'adam'`` (case-insensitive); see :meth:`Optimizer.registered_names`.
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        Passed to the :class:`Optimizer` constructor.
+
+    Returns
+    -------
+    Optimizer
+        An instance of the class registered under ``algo``.
+
+    Raises
+    ------
+    ConfigurationError
+        If no algorithm is registered under ``algo``; the message lists the
+        valid names and suggests the closest one.
+    """
+    return Optimizer.build(
+        algo,
+        loss,
+        params,
+        inputs,
+        updates=updates,
+        monitors=monitors,
+        monitor_gradients=monitor_gradients,
+        mode=mode,
+    )
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_number(name, value, low=0.0, high=None, low_open=False, high_open=True):
+    """Raise ConfigurationError unless ``value`` is a finite real number in range."""
+    if not _is_real(value) or not math.isfinite(value):
+        raise util.ConfigurationError(f"{name} must be a finite number, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
+        hi = "" if high is None else f"{high}" + (")" if high_open else "]")
+        bounds = f"in {lo}, {hi}" if high is not None else f"{'>' if low_open else '>='} {low}"
+        raise util.ConfigurationError(f"{name} must be {bounds}, got {value!r}")
+    return float(value)
+
+
+def _check_count(name, value, minimum, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if not _is_int(value) or value < minimum:
+        what = "None or an integer" if allow_none else "an integer"
+        raise util.ConfigurationError(f"{name} must be {what} >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _halflife_to_decay(name, halflife):
+    r"""Return :math:`\gamma = e^{-\ln 2 / h}` for a positive half-life ``h``."""
+    h = _check_number(name, halflife, low=0.0, low_open=True)
+    return float(np.exp(-np.log(2) / h))
+
+
+class Optimizer(util.Registrar):
+    r"""Minimise a scalar loss over shared parameters with a gradient method.
+
+    Parameters
+    ----------
+    loss : scalar PyTensor expression
+        The quantity to minimise.
+    params : sequence of shared variables
+        The parameters to adjust; each must be a PyTensor shared variable of a
+        floating point dtype.
+    inputs : sequence of symbolic variables
+        The free variables of ``loss`` that are fed, in this order, from each
+        data batch (a batch is a list with one array per input).
+    updates : sequence of (shared variable, expression) pairs or dict, optional
+        Extra updates applied on every training and evaluation call, such as
+        the state of a random stream used by dropout.
+    monitors : sequence of (str, expression) pairs or dict, optional
+        Additional scalar quantities computed on every batch and reported,
+        averaged over the batches of an epoch, next to ``'loss'``.
+    monitor_gradients : bool, optional
+        If True, also report the L2 norm of each parameter's gradient as the
+        monitor ``'grad(<parameter name>)'``. Defaults to False.
+    mode : str or pytensor Mode, optional
+        The PyTensor compilation mode; defaults to PyTensor's default mode.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``loss`` is not a scalar, ``params`` is empty or holds something
+        other than floating point shared variables, an input is shared or
+        constant, or monitors are malformed.
+
+    Notes
+    -----
+    Every algorithm computes, for each parameter :math:`\theta` with gradient
+    :math:`g = \partial\mathcal{L}/\partial\theta`, a step :math:`\Delta`
+    (for SGD, :math:`\Delta = \alpha g`). The base class then applies it.
+    Without momentum,
+
+    .. math::
+        \theta_{t+1} = \theta_t - \Delta_t .
+
+    With momentum :math:`\mu > 0` a velocity :math:`v` (initially 0) is kept:
+
+    .. math::
+        v_{t+1} = \mu v_t - \Delta_t, \qquad \theta_{t+1} = \theta_t + v_{t+1},
+
+    and with Nesterov momentum (the reformulation of Bengio, Boulanger-Lewandowski
+    & Pascanu, 2013, which needs no gradient at a look-ahead point):
+
+    .. math::
+        v_{t+1} = \mu^2 v_t - (1 + \mu)\Delta_t, \qquad \theta_{t+1} = \theta_t + v_{t+1}.
+
+    Before the step is computed the gradient may be limited, per parameter:
+    ``max_gradient_elem`` :math:`c > 0` clips each element to :math:`[-c, c]`;
+    otherwise ``max_gradient_norm`` :math:`n > 0` rescales the whole gradient,
+
+    .. math::
+        g \leftarrow g \cdot \min\left(1, \frac{n}{\lVert g \rVert_2}\right).
+
+    Hyperparameters and training options are keyword arguments of
+    :meth:`iterate`; :meth:`known_kwargs` lists those an algorithm accepts and
+    :meth:`default_kwargs` their defaults.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor, pytensor.tensor as pt
+    >>> w = pytensor.shared(np.zeros(2), name='w')
+    >>> x = pt.matrix('x'); y = pt.vector('y')
+    >>> loss = pt.sqr(x.dot(w) - y).mean()
+    >>> opt = Optimizer.build('sgd', loss, [w], [x, y], mode='FAST_COMPILE')
+    >>> data = [np.eye(2), np.array([1.0, -1.0])]
+    >>> train, valid = opt.minimize(data, learning_rate=0.5, max_updates=20, batch_size=2)
+    >>> np.round(w.get_value(), 3)
+    array([ 1., -1.])
+    """
+
+    #: Algorithm-specific keyword arguments of :meth:`iterate` and their defaults.
+    hyperparameters = {}
+
+    #: Hyperparameters that change the structure of the graph (not just a value).
+    structural = ()
+
+    def __init__(
+        self,
+        loss,
+        params,
+        inputs,
+        updates=(),
+        monitors=(),
+        monitor_gradients=False,
+        mode=None,
+    ):
+        if not isinstance(loss, Variable) or getattr(loss, "ndim", None) != 0:
+            raise util.ConfigurationError(
+                f"loss must be a scalar PyTensor expression, got {loss!r}"
+                + (f" with ndim={loss.ndim}" if hasattr(loss, "ndim") else "")
+            )
+        self._loss = loss
+        self._params = self._check_params(params)
+        self._inputs = self._check_inputs(inputs)
+        self._updates = self._check_updates(updates)
+        self.mode = mode
+        self._monitor_names = ["loss"]
+        self._monitor_exprs = [loss]
+        for name, expr in self._check_monitors(monitors):
+            self._monitor_names.append(name)
+            self._monitor_exprs.append(expr)
+        if monitor_gradients:
+            unnamed = 0
+            for param, grad in zip(self._params, pytensor.grad(loss, self._params)):
+                name = param.name
+                if not name:
+                    name = f"unnamed{unnamed}"
+                    unnamed += 1
+                self._monitor_names.append(f"grad({name})")
+                self._monitor_exprs.append(pt.sqrt(pt.sqr(grad).sum()))
+        self._scalars = {}
+        self._step_fns = {}
+        self._states = {}
+        self._eval_fn = None
+        self.best_loss = None
+        self.best_params = None
+        self._config = None
+
+    # ------------------------------------------------------------ validation
+
+    @staticmethod
+    def _check_params(params):
+        if isinstance(params, SharedVariable):
+            params = [params]
+        params = list(params or ())
+        if not params:
+            raise util.ConfigurationError("params must name at least one shared variable")
+        seen = set()
+        for i, p in enumerate(params):
+            if not isinstance(p, SharedVariable):
+                raise util.ConfigurationError(
+                    f"params[{i}] must be a PyTensor shared variable, got {type(p).__name__}"
+                )
+            if not str(p.dtype).startswith("float"):
+                raise util.ConfigurationError(
+                    f"parameter {p.name or i!r} must have a floating point dtype, got {p.dtype}"
+                )
+            if id(p) in seen:
+                raise util.ConfigurationError(f"parameter {p.name or i!r} is listed twice")
+            seen.add(id(p))
+        return params
+
+    @staticmethod
+    def _check_inputs(inputs):
+        if isinstance(inputs, Variable):
+            inputs = [inputs]
+        inputs = list(inputs or ())
+        for i, v in enumerate(inputs):
+            if not isinstance(v, Variable) or isinstance(v, (SharedVariable, Constant)):
+                raise util.ConfigurationError(
+                    f"inputs[{i}] must be a free symbolic variable (not shared or constant), "
+                    f"got {v!r}"
+                )
+        return inputs
+
+    @staticmethod
+    def _check_updates(updates):
+        if isinstance(updates, dict):
+            updates = list(updates.items())
+        updates = list(updates or ())
+        for i, pair in enumerate(updates):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise util.ConfigurationError(
+                    f"updates[{i}] must be a (shared variable, expression) pair, got {pair!r}"
+                )
+        return [tuple(pair) for pair in updates]
+
+    @staticmethod
+    def _check_monitors(monitors):
+        if isinstance(monitors, dict):
+            monitors = list(monitors.items())
+        result = []
+        names = {"loss"}
+        for i, pair in enumerate(monitors or ()):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise util.ConfigurationError(
+                    f"monitors[{i}] must be a (name, expression) pair, got {pair!r}"
+                )
+            name, expr = pair
+            if not isinstance(name, str) or name in names:
+                raise util.ConfigurationError(
+                    f"monitor names must be unique strings other than 'loss', got {name!r}"
+                )
+            if not isinstance(expr, Variable) or getattr(expr, "ndim", None) != 0:
+                raise util.ConfigurationError(
+                    f"monitor {name!r} must be a scalar PyTensor expression, got {expr!r}"
+                )
+            names.add(name)
+            result.append((name, expr))
+        return result
+
+    # ------------------------------------------------------- keyword arguments
+
+    @classmethod
+    def default_kwargs(cls):
+        """Return the keyword arguments of :meth:`iterate` with their defaults.
+
+        Returns
+        -------
+        dict
+            The options shared by every algorithm plus this algorithm's
+            :attr:`hyperparameters` (deprecated aliases are not included).
+        """
+        defaults = dict(BASE_DEFAULTS)
+        for klass in reversed(cls.__mro__):
+            defaults.update(klass.__dict__.get("hyperparameters", {}))
+        return defaults
+
+    @classmethod
+    def known_kwargs(cls):
+        """Return the names of every keyword argument :meth:`iterate` accepts.
+
+        A training layer that receives one bag of user keywords can use this to
+        route them and to reject misspellings once, up front.
+
+        Returns
+        -------
+        frozenset of str
+            The keys of :meth:`default_kwargs` plus the deprecated aliases
+            ``max_gradient_clip`` and ``gradient_clip``.
+        """
+        return frozenset(cls.default_kwargs()) | frozenset(ALIASES)
+
+    def _configure(self, kwargs):
+        """Validate ``kwargs`` against the known names and fill in defaults."""
+        util.check_unknown_kwargs(kwargs, self.known_kwargs(), f"{type(self).__name__} optimizer")
+        config = self.default_kwargs()
+        given = dict(kwargs)
+        for alias, name in ALIASES.items():
+            if alias in given:
+                value = given.pop(alias)
+                if name in given and given[name] != value:
+                    raise util.ConfigurationError(
+                        f"{alias!r} is an alias of {name!r}; give only one of them"
+                    )
+                given.setdefault(name, value)
+        config.update(given)
+        c = config
+        c["learning_rate"] = _check_number("learning_rate", c["learning_rate"])
+        c["momentum"] = _check_number("momentum", c["momentum"], high=1.0)
+        if not isinstance(c["nesterov"], (bool, np.bool_)):
+            raise util.ConfigurationError(f"nesterov must be True or False, got {c['nesterov']!r}")
+        c["nesterov"] = bool(c["nesterov"])
+        c["max_gradient_norm"] = _check_number("max_gradient_norm", c["max_gradient_norm"])
+        c["max_gradient_elem"] = _check_number("max_gradient_elem", c["max_gradient_elem"])
+        c["min_improvement"] = _check_number("min_improvement", c["min_improvement"])
+        c["patience"] = _check_count("patience", c["patience"], 0)
+        c["validate_every"] = _check_count("validate_every", c["validate_every"], 1)
+        c["max_updates"] = _check_count("max_updates", c["max_updates"], 1, allow_none=True)
+        c["train_batches"] = _check_count("train_batches", c["train_batches"], 1, allow_none=True)
+        c["valid_batches"] = _check_count("valid_batches", c["valid_batches"], 1, allow_none=True)
+        if not _is_int(c["batch_size"]):
+            raise util.ConfigurationError(f"batch_size must be an integer, got {c['batch_size']!r}")
+        self._check_hyperparameters(c)
+        return c
+
+    def _check_hyperparameters(self, config):
+        """Validate (in place) the algorithm-specific entries of ``config``.
+
+        Subclasses override this; the base class has nothing to check.
+        """
+
+    # ------------------------------------------------- shared hyperparameters
+
+    def _scalar(self, name):
+        """Return the shared ``floatX`` scalar holding hyperparameter ``name``."""
+        if name not in self._scalars:
+            self._scalars[name] = pytensor.shared(
+                np.asarray(0, dtype=str(util.FLOAT)), name=f"{type(self).__name__}.{name}"
+            )
+        return self._scalars[name]
+
+    def _hyper(self, name, dtype):
+        """Return hyperparameter ``name`` as a symbolic scalar of ``dtype``."""
+        var = self._scalar(name)
+        return var if var.dtype == dtype else pt.cast(var, dtype)
+
+    def _set_scalar(self, name, value):
+        self._scalar(name).set_value(np.asarray(value, dtype=str(util.FLOAT)))
+
+    def _set_scalars(self, config):
+        """Copy the numeric values of ``config`` into the shared scalars.
+
+        Subclasses extend this to set their own (possibly derived) values.
+        """
+        self._set_scalar("learning_rate", config["learning_rate"])
+        self._set_scalar("momentum", config["momentum"])
+        self._set_scalar("max_gradient_norm", config["max_gradient_norm"])
+        self._set_scalar("max_gradient_elem", config["max_gradient_elem"])
+
+    def _structure(self, config):
+        """Return a hashable key of the options that change the graph's shape."""
+        momentum = config["momentum"] > 0
+        if config["max_gradient_elem"] > 0:
+            clip = "elem"
+        elif config["max_gradient_norm"] > 0:
+            clip = "norm"
+        else:
+            clip = None
+        extra = tuple(config[name] for name in self.structural)
+        return (momentum, momentum and config["nesterov"], clip) + extra
+
+    # --------------------------------------------------------- update graphs
+
+    def _state(self, param, suffix, init=0.0):
+        """Create a shared state variable shaped like ``param``.
+
+        Parameters
+        ----------
+        param : shared variable
+            The parameter whose shape and dtype the state copies.
+        suffix : str
+            Appended to the parameter's name to name the state.
+        init : float or callable, optional
+            Initial value, or a function of the run's configuration returning
+            it; the state is reset to it at the start of every :meth:`iterate`.
+
+        Returns
+        -------
+        shared variable
+        """
+        value = param.get_value(borrow=True)
+        var = pytensor.shared(
+            np.zeros_like(value),
+            name=f"{param.name or 'param'}.{suffix}",
+            shape=param.type.shape,
+        )
+        self._building.append((var, init))
+        return var
+
+    def _scalar_state(self, param, suffix, init=0.0):
+        """Create a shared scalar state variable of ``param``'s dtype."""
+        var = pytensor.shared(
+            np.asarray(0, dtype=param.dtype), name=f"{param.name or 'param'}.{suffix}"
+        )
+        self._building.append((var, init))
+        return var
+
+    def _gradients(self, key):
+        """Yield ``(param, grad)`` with the clipping chosen by ``key`` applied."""
+        clip = key[2]
+        grads = pytensor.grad(self._loss, self._params)
+        for param, grad in zip(self._params, grads):
+            dtype = param.dtype
+            if clip == "elem":
+                limit = self._hyper("max_gradient_elem", dtype)
+                grad = pt.clip(grad, -limit, limit)
+            elif clip == "norm":
+                limit = self._hyper("max_gradient_norm", dtype)
+                norm = pt.sqrt(pt.sqr(grad).sum())
+                grad = grad * pt.minimum(1, limit / norm)
+            yield param, grad
+
+    def _get_updates_for(self, param, grad):
+        """Yield the update pairs that move one parameter.
+
+        Parameters
+        ----------
+        param : shared variable
+            The parameter.
+        grad : expression
+            Its (possibly clipped) gradient.
+
+        Yields
+        ------
+        (shared variable, expression)
+            New values for the algorithm's state variables, and exactly one
+            pair ``(param, step)`` whose expression is the step to *subtract*
+            from the parameter (the base class applies momentum to it).
+        """
+        raise NotImplementedError
+
+    def _begin_updates(self, key):
+        """Hook called before the per-parameter updates are built."""
+
+    def _end_updates(self):
+        """Hook returning extra update pairs after all parameters (e.g. RNG state)."""
+        return []
+
+    def _build_updates(self, key):
+        """Return the list of update pairs for the structure ``key``."""
+        self._building = []
+        self._key = key
+        momentum, nesterov = key[0], key[1]
+        updates = []
+        self._begin_updates(key)
+        for param, grad in self._gradients(key):
+            step = None
+            for var, expr in self._get_updates_for(param, grad):
+                if var is param:
+                    step = expr
+                else:
+                    updates.append((var, pt.cast(expr, var.dtype)))
+            if step is None:
+                raise RuntimeError(f"{type(self).__name__} produced no step for {param}")
+            step = pt.cast(step, param.dtype)
+            if not momentum:
+                updates.append((param, param - step))
+                continue
+            mu = self._hyper("momentum", param.dtype)
+            vel = self._state(param, "vel")
+            if nesterov:
+                vel_new = pt.sqr(mu) * vel - (1 + mu) * step
+            else:
+                vel_new = mu * vel - step
+            vel_new = pt.cast(vel_new, param.dtype)
+            updates.append((vel, vel_new))
+            updates.append((param, param + vel_new))
+        updates.extend(self._end_updates())
+        self._states[key] = self._building
+        del self._building
+        return updates
+
+    def get_updates(self, **kwargs):
+        """Return the update pairs of this algorithm for the given options.
+
+        This builds (but does not compile) fresh update expressions, with new
+        state variables, so that the optimizer can be embedded in a
+        user-written ``pytensor.function``; the extra ``updates`` given to the
+        constructor are not included.
+
+        Parameters
+        ----------
+        **kwargs
+            Any of :meth:`known_kwargs`; the hyperparameter values are stored in
+            shared scalars owned by this optimizer.
+
+        Returns
+        -------
+        list of (shared variable, expression)
+        """
+        config = self._configure(kwargs)
+        self._set_scalars(config)
+        key = self._structure(config)
+        updates = self._build_updates(key)
+        self._reset_states(key, config)
+        return updates
+
+    def _reset_states(self, key, config):
+        for var, init in self._states.get(key, ()):
+            value = init(config) if callable(init) else init
+            current = var.get_value(borrow=True)
+            var.set_value(np.full_like(current, value))
+
+    # ------------------------------------------------------------- compiling
+
+    def _step_function(self, key):
+        fn = self._step_fns.get(key)
+        if fn is None:
+            label = type(self).__name__
+            util.log("compiling {} training function", label)
+            updates = list(self._updates) + self._build_updates(key)
+            fn = pytensor.function(
+                self._inputs,
+                self._monitor_exprs,
+                updates=updates,
+                mode=self.mode,
+                name=label,
+                on_unused_input="ignore",
+            )
+            self._step_fns[key] = fn
+        return fn
+
+    def _evaluation_function(self):
+        if self._eval_fn is None:
+            util.log("compiling evaluation function")
+            self._eval_fn = pytensor.function(
+                self._inputs,
+                self._monitor_exprs,
+                updates=list(self._updates),
+                mode=self.mode,
+                name="evaluation",
+                on_unused_input="ignore",
+            )
+        return self._eval_fn
+
+    # ---------------------------------------------------------------- running
+
+    def _batches(self, dataset):
+        """Yield argument lists for the compiled functions from ``dataset``."""
+        n = len(self._inputs)
+        if dataset is None:
+            if n:
+                raise ValueError(
+                    f"the loss needs {n} input(s) ({self._input_names()}) but no data was given"
+                )
+            yield []
+            return
+        dtypes = [getattr(v, "dtype", None) for v in self._inputs]
+        for batch in dataset:
+            if len(batch) != n:
+                raise ValueError(
+                    f"a batch of {getattr(dataset, 'name', 'data')!r} has {len(batch)} array(s) "
+                    f"but the loss needs {n} input(s) ({self._input_names()})"
+                )
+            # Match each array to its input's dtype here (e.g. int64 labels for
+            # an int32 input, float64 data for a float32 model) so that PyTensor
+            # does not refuse a narrowing conversion.
+            for i, (x, dtype) in enumerate(zip(batch, dtypes)):
+                if isinstance(x, np.ndarray) and dtype is not None and x.dtype != dtype:
+                    batch = list(batch)
+                    batch[i] = x.astype(dtype)
+            yield batch
+
+    def _input_names(self):
+        return ", ".join(str(v.name or f"input{i}") for i, v in enumerate(self._inputs))
+
+    def _summarise(self, values):
+        means = np.mean(np.asarray(values, dtype=np.float64), axis=0)
+        return {name: float(v) for name, v in zip(self._monitor_names, means)}
+
+    def evaluate(self, dataset):
+        """Compute the monitors, averaged over the batches of ``dataset``.
+
+        Parameters
+        ----------
+        dataset : Dataset, sequence of arrays, or None
+            The data; anything that is not a :class:`Dataset` is wrapped in one
+            (batch size 32). None is allowed when the loss has no inputs.
+
+        Returns
+        -------
+        dict
+            ``{'loss': float, <monitor name>: float, ...}``; each value is the
+            unweighted mean over batches.
+        """
+        if dataset is not None and not isinstance(dataset, Dataset):
+            dataset = Dataset(dataset, name="evaluate")
+        fn = self._evaluation_function()
+        values = [fn(*batch) for batch in self._batches(dataset)]
+        return self._summarise(values)
+
+    def set_params(self, targets=None):
+        """Set the parameter values.
+
+        Parameters
+        ----------
+        targets : sequence of ndarray, optional
+            One array per parameter. Defaults to the best parameters seen during
+            the last :meth:`iterate` (no effect before one has run).
+        """
+        if targets is None:
+            targets = self.best_params
+        if targets is None:
+            return
+        if len(targets) != len(self._params):
+            raise ValueError(f"expected {len(self._params)} arrays, got {len(targets)}")
+        for param, value in zip(self._params, targets):
+            param.set_value(np.array(value, dtype=param.dtype, copy=True))
+
+    def _snapshot(self):
+        return [p.get_value(borrow=False) for p in self._params]
+
+    def _as_dataset(self, data, name, config, size_key):
+        if data is None or isinstance(data, Dataset):
+            return data
+        return Dataset(
+            data,
+            name=name,
+            batch_size=config["batch_size"],
+            iteration_size=config[size_key],
+            rng=config["rng"],
+        )
+
+    def _log(self, label, index, monitors, marker=""):
+        if util.logger.isEnabledFor(logging.INFO):
+            fields = " ".join(f"{k}={v:.6f}" for k, v in monitors.items())
+            util.log("{} {} {}{}", label, index, fields, marker)
+
+    def _stop_nonfinite(self, where, monitors):
+        message = (
+            f"{type(self).__name__}: the {where} loss became {monitors['loss']}; "
+            "stopping and restoring the best parameters seen"
+        )
+        util.log(message, level=logging.WARNING)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def _prepare_run(self, config):
+        """Hook for subclasses to act on the configuration of a new run."""
+
+    def iterate(self, train=None, valid=None, max_updates=None, **kwargs):
+        r"""Optimise the loss, yielding monitor values after every epoch.
+
+        Parameters
+        ----------
+        train : Dataset, sequence of arrays, callable, or None
+            Training data; anything that is not a :class:`Dataset` is wrapped in
+            one using ``batch_size``, ``train_batches`` and ``rng``. None is
+            allowed when the loss has no inputs (one update per epoch).
+        valid : Dataset, sequence of arrays, callable, or None
+            Validation data (wrapped using ``batch_size``, ``valid_batches`` and
+            ``rng``). Defaults to the training dataset itself.
+        max_updates : int, optional
+            Stop after this many parameter updates (batches) in total.
+        **kwargs
+            Options (see :meth:`known_kwargs`); shared by all algorithms:
+
+            - ``learning_rate`` (1e-4), ``momentum`` (0), ``nesterov`` (False);
+            - ``max_gradient_norm`` (0: off), ``max_gradient_elem`` (0: off;
+              aliases ``max_gradient_clip``, ``gradient_clip``);
+            - ``patience`` (5), ``validate_every`` (10), ``min_improvement`` (0);
+            - ``batch_size`` (32), ``train_batches``, ``valid_batches`` (None:
+              all batches), ``rng`` (None; seeds shuffling and, for ESGD, the
+              random probe vectors).
+
+        Returns
+        -------
+        generator of (dict, dict)
+            After every epoch, a pair ``(train_monitors, valid_monitors)``.
+            ``train_monitors`` is ``{'loss': float, <monitor>: float, ...}``:
+            the means, over the epoch's batches, of the values computed
+            *before* each batch's update; ``valid_monitors`` holds the monitors
+            of the most recent validation.
+
+        Raises
+        ------
+        ConfigurationError
+            At call time, for an unknown keyword argument (with the closest
+            known name suggested) or an invalid value.
+
+        Warns
+        -----
+        RuntimeWarning
+            If the training or validation loss is not finite; iteration stops
+            and the best parameters are restored.
+
+        Notes
+        -----
+        An epoch is one pass of ``train`` (``iteration_size`` batches). As in
+        ``downhill``, validation happens *before* training at epoch 0 (so the
+        initial parameters are the first candidate for "best") and then before
+        epochs ``validate_every``, ``2 * validate_every``, …; the pair yielded
+        after an epoch carries the latest validation, which may be older than
+        the epoch.
+
+        A validation *improves* when
+
+        .. math::
+            \frac{\mathcal{L}_{best} - \mathcal{L}_{valid}}{|\mathcal{L}_{best}|}
+            > \text{min\_improvement};
+
+        the parameters are then copied as the new best. Iteration stops once
+        ``patience`` validations in a row have failed to improve and one more
+        fails (so ``patience=0`` stops at the first failure). It also stops
+        after ``max_updates`` updates — in which case the last epoch may be
+        partial and a final validation is run, yielded and considered for
+        "best" — on :class:`KeyboardInterrupt` raised while computing, and on a
+        non-finite loss. In every one of these cases the best parameters are
+        restored before the generator returns. If the caller abandons the
+        generator early, the parameters are left as they are.
+
+        The optimizer's state (velocities, gradient averages, step sizes) is
+        reset to its initial value at the start of every call.
+        """
+        if max_updates is not None:
+            kwargs["max_updates"] = max_updates
+        config = self._configure(kwargs)
+        train = self._as_dataset(train, "train", config, "train_batches")
+        valid = train if valid is None else self._as_dataset(valid, "valid", config, "valid_batches")
+        return self._iterate(config, train, valid)
+
+    def _iterate(self, config, train, valid):
+        """The generator behind :meth:`iterate`, with checked arguments."""
+        self._config = config
+        self._set_scalars(config)
+        self._prepare_run(config)
+        key = self._structure(config)
+        step = self._step_function(key)
+        self._evaluation_function()
+        self._reset_states(key, config)
+
+        label = type(self).__name__
+        limit = config["max_updates"]
+        patience = config["patience"]
+        every = config["validate_every"]
+        min_improvement = config["min_improvement"]
+
+        self.best_loss = None
+        self.best_params = self._snapshot()
+        validations = best_validation = 0
+        epoch = updates = 0
+        validation = None
+
+        def record(monitors):
+            nonlocal validations, best_validation
+            loss = monitors["loss"]
+            best = self.best_loss
+            improved = best is None or (best - loss) > abs(best) * min_improvement
+            if improved:
+                self.best_loss = loss
+                self.best_params = self._snapshot()
+                best_validation = validations
+            self._log("validation", validations, monitors, " *" if improved else "")
+            validations += 1
+            return validations - 1 - best_validation > patience
+
+        while True:
+            try:
+                if epoch % every == 0:
+                    validation = self.evaluate(valid)
+                    if not np.isfinite(validation["loss"]):
+                        self._stop_nonfinite("validation", validation)
+                        break
+                    if record(validation):
+                        util.log("patience elapsed after {} validations", validations)
+                        break
+                values = []
+                for batch in self._batches(train):
+                    out = step(*batch)
+                    values.append(out)
+                    updates += 1
+                    if not np.isfinite(out[0]):
+                        break
+                    if limit is not None and updates >= limit:
+                        break
+                if not values:
+                    raise ValueError("the training data produced no batches")
+                training = self._summarise(values)
+                if not np.isfinite(values[-1][0]) or not np.isfinite(training["loss"]):
+                    self._stop_nonfinite("training", training)
+                    break
+                epoch += 1
+                self._log(label, epoch, training)
+                done = limit is not None and updates >= limit
+                if done:
+                    validation = self.evaluate(valid)
+                    if np.isfinite(validation["loss"]):
+                        record(validation)
+                    util.log("reached max_updates={}", limit)
+            except KeyboardInterrupt:
+                util.log("interrupted; restoring the best parameters", level=logging.WARNING)
+                break
+            yield training, validation
+            if done:
+                break
+        self.set_params(self.best_params)
+
+    def minimize(self, *args, **kwargs):
+        """Run :meth:`iterate` to the end and return its last pair of monitors.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            Passed to :meth:`iterate`.
+
+        Returns
+        -------
+        (dict, dict) or None
+            The last ``(train_monitors, valid_monitors)`` yielded, or None if
+            iteration stopped before the first epoch finished.
+        """
+        monitors = None
+        for monitors in self.iterate(*args, **kwargs):
+            pass
+        return monitors

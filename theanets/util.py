@@ -1,0 +1,415 @@
+"""Utilities shared across theanets: registries, errors, matching, initialisation.
+
+This module holds the small pieces that every other module leans on:
+
+* :class:`ConfigurationError`, raised for bad model or training configuration;
+* :class:`Registrar`, the base that keeps a registry of named subclasses so
+  that ``Layer.build('lstm', ...)`` or ``Loss.build('xe', ...)`` can find a
+  class from a lowercase name;
+* glob matching of graph outputs and parameters
+  (:func:`outputs_matching`, :func:`params_matching`);
+* seeded NumPy initialisation of parameters (:func:`random_matrix`,
+  :func:`random_vector`);
+* the ``"theanets"`` logger and helpers for argument checking.
+"""
+
+import difflib
+import fnmatch
+import logging
+
+import numpy as np
+
+__all__ = [
+    "ConfigurationError",
+    "Registrar",
+    "FLOAT",
+    "as_float",
+    "check_unknown_kwargs",
+    "closest_match",
+    "log",
+    "logger",
+    "outputs_matching",
+    "params_matching",
+    "random_matrix",
+    "random_vector",
+    "resolve_rng",
+]
+
+#: The ``"theanets"`` logger; configure it with the :mod:`logging` module.
+logger = logging.getLogger("theanets")
+logger.addHandler(logging.NullHandler())
+
+
+def log(msg, *args, level=logging.INFO):
+    """Log a message through the ``"theanets"`` logger.
+
+    Parameters
+    ----------
+    msg : str
+        A message, with ``{}`` placeholders filled from ``args`` by
+        :meth:`str.format`.
+    *args
+        Values for the placeholders.
+    level : int, optional
+        A :mod:`logging` level; defaults to ``logging.INFO``.
+    """
+    if logger.isEnabledFor(level):
+        logger.log(level, msg.format(*args) if args else msg)
+
+
+def _float_x():
+    import pytensor
+
+    return pytensor.config.floatX
+
+
+class _FloatX:
+    """The current ``pytensor.config.floatX`` as a string-like value."""
+
+    def __str__(self):
+        return _float_x()
+
+    def __repr__(self):
+        return repr(_float_x())
+
+    def __eq__(self, other):
+        return _float_x() == other
+
+    def __hash__(self):
+        return hash(_float_x())
+
+
+#: The floating point dtype used for parameters and data (``floatX``).
+FLOAT = _FloatX()
+
+
+def as_float(array):
+    """Convert an array-like to a NumPy array of dtype ``floatX``.
+
+    Parameters
+    ----------
+    array : array-like
+        Values of any real dtype.
+
+    Returns
+    -------
+    ndarray
+        The values as a contiguous array of ``pytensor.config.floatX``.
+    """
+    return np.ascontiguousarray(array, dtype=_float_x())
+
+
+class ConfigurationError(ValueError):
+    """A model, layer or training run was configured in a way that cannot work.
+
+    It derives from :class:`ValueError`, so ``except ValueError`` also catches it.
+    """
+
+
+def closest_match(name, candidates):
+    """Return a ``" Did you mean 'x'?"`` hint for a misspelt name, or ``""``.
+
+    Parameters
+    ----------
+    name : str
+        The name that was given.
+    candidates : iterable of str
+        The names that would have been valid.
+
+    Returns
+    -------
+    str
+        A sentence suggesting the closest candidate, or an empty string.
+    """
+    matches = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" Did you mean {matches[0]!r}?" if matches else ""
+
+
+def check_unknown_kwargs(kwargs, known, where):
+    """Raise :class:`ConfigurationError` if ``kwargs`` has names not in ``known``.
+
+    Parameters
+    ----------
+    kwargs : dict
+        The keyword arguments that were given.
+    known : iterable of str
+        The names that are understood.
+    where : str
+        What received the arguments, used in the message (e.g. ``"layer 'hid1'"``).
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the first unknown argument and suggesting the closest known one.
+    """
+    known = set(known)
+    for name in kwargs:
+        if name not in known:
+            raise ConfigurationError(
+                f"{where} got an unknown keyword argument {name!r}.{closest_match(name, known)}"
+            )
+
+
+class Registrar:
+    """Base for class hierarchies that keep a registry of named subclasses.
+
+    A class that derives directly from :class:`Registrar` becomes the root of a
+    registry. Each subclass defined below it is registered under its lowercase
+    class name and under every alias in its ``__extra_registration_keys__``
+    attribute, as soon as the class statement runs; user-defined subclasses
+    therefore become available by name at once.
+
+    Examples
+    --------
+    >>> class Shape(Registrar):
+    ...     pass
+    >>> class Square(Shape):
+    ...     __extra_registration_keys__ = ['box']
+    >>> type(Shape.build('box')).__name__
+    'Square'
+    """
+
+    __extra_registration_keys__ = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if Registrar in cls.__bases__:
+            cls._registry = {}
+            return
+        keys = [cls.__name__.lower()]
+        keys.extend(k.lower() for k in cls.__dict__.get("__extra_registration_keys__", ()))
+        for key in keys:
+            previous = cls._registry.get(key)
+            if previous is not None and not _same_definition(previous, cls):
+                raise ConfigurationError(
+                    f"cannot register {cls.__qualname__} as {key!r}: that name already "
+                    f"belongs to {previous.__module__}.{previous.__qualname__}"
+                )
+            cls._registry[key] = cls
+
+    @classmethod
+    def registered_names(cls):
+        """Return the sorted list of names in this class's registry.
+
+        Returns
+        -------
+        list of str
+            Every registered name and alias.
+        """
+        return sorted(cls._registry)
+
+    @classmethod
+    def lookup(cls, key):
+        """Return the registered class for a name.
+
+        Parameters
+        ----------
+        key : str
+            A registered name or alias (case-insensitive).
+
+        Returns
+        -------
+        type
+            The class registered under ``key``.
+
+        Raises
+        ------
+        ConfigurationError
+            If nothing is registered under ``key``; the message lists the
+            valid names and suggests the closest one.
+        """
+        if not isinstance(key, str):
+            raise ConfigurationError(
+                f"expected the name of a {cls.__name__.lower()}, got {type(key).__name__} {key!r}"
+            )
+        try:
+            return cls._registry[key.lower()]
+        except KeyError:
+            names = cls.registered_names()
+            raise ConfigurationError(
+                f"unknown {cls._registry_kind()} {key!r}.{closest_match(key.lower(), names)} "
+                f"Valid names: {', '.join(names)}"
+            ) from None
+
+    @classmethod
+    def is_registered(cls, key):
+        """Tell whether ``key`` names a registered class.
+
+        Parameters
+        ----------
+        key : str
+            A candidate name.
+
+        Returns
+        -------
+        bool
+            True when :meth:`lookup` would succeed.
+        """
+        return isinstance(key, str) and key.lower() in cls._registry
+
+    @classmethod
+    def build(cls, key, *args, **kwargs):
+        """Create an instance of the class registered under ``key``.
+
+        Parameters
+        ----------
+        key : str
+            A registered name or alias.
+        *args, **kwargs
+            Passed to the class constructor.
+
+        Returns
+        -------
+        object
+            The new instance.
+        """
+        return cls.lookup(key)(*args, **kwargs)
+
+    @classmethod
+    def _registry_kind(cls):
+        for klass in cls.__mro__:
+            if Registrar in klass.__bases__:
+                return klass.__name__.lower()
+        return cls.__name__.lower()
+
+
+def _same_definition(a, b):
+    """True when two classes are (re)definitions of the same named class."""
+    return a.__module__ == b.__module__ and a.__qualname__ == b.__qualname__
+
+
+def _as_patterns(patterns):
+    if patterns is None:
+        return ("*",)
+    if isinstance(patterns, str):
+        return (patterns,)
+    return tuple(patterns)
+
+
+def outputs_matching(outputs, patterns):
+    """Yield ``(name, expression)`` pairs of graph outputs matching glob patterns.
+
+    Parameters
+    ----------
+    outputs : dict
+        Maps fully scoped output names (``'hid1:out'``) to expressions.
+    patterns : str or sequence of str
+        Shell-style glob(s); an output matches if it matches any of them.
+
+    Yields
+    ------
+    (str, expression)
+        Matching outputs, in the dictionary's order.
+    """
+    patterns = _as_patterns(patterns)
+    for name, expr in outputs.items():
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            yield name, expr
+
+
+def params_matching(layers, patterns):
+    """Yield ``(name, parameter)`` pairs of layer parameters matching glob patterns.
+
+    Parameters
+    ----------
+    layers : sequence of :class:`theanets.layers.Layer`
+        The layers whose parameters are searched.
+    patterns : str or sequence of str
+        Shell-style glob(s) matched against names like ``'hid1.w'``.
+
+    Yields
+    ------
+    (str, shared variable)
+        Matching parameters, in layer order then parameter order.
+    """
+    patterns = _as_patterns(patterns)
+    for layer in layers:
+        for param in layer.params:
+            if any(fnmatch.fnmatchcase(param.name, p) for p in patterns):
+                yield param.name, param
+
+
+def resolve_rng(rng):
+    """Return a :class:`numpy.random.RandomState` for a seed or an existing state.
+
+    Parameters
+    ----------
+    rng : None, int or RandomState
+        An integer seed creates a fresh state; a state is returned as is; None
+        creates an unseeded state.
+
+    Returns
+    -------
+    numpy.random.RandomState
+    """
+    if isinstance(rng, np.random.RandomState):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.RandomState(rng)
+    raise ConfigurationError(f"rng must be an int seed or a numpy RandomState, got {rng!r}")
+
+
+def random_matrix(rows, cols, mean=0, std=1, sparsity=0, radius=0, diagonal=0, rng=None):
+    """Draw a matrix of initial weights.
+
+    Values are drawn as ``mean + std * N(0, 1)``. Then, in this order:
+
+    * if ``0 < sparsity < 1``, a Bernoulli mask keeps each entry with
+      probability ``1 - sparsity`` (the leading diagonal is always kept);
+    * if ``radius > 0``, the matrix is rescaled so that its largest singular
+      value equals ``radius``;
+    * if ``diagonal`` is nonzero, the result is replaced by ``diagonal`` times
+      the (rectangular) identity.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Shape of the matrix.
+    mean, std : float, optional
+        Mean and standard deviation of the Gaussian draw.
+    sparsity : float, optional
+        Fraction of entries set to zero, in ``[0, 1)``.
+    radius : float, optional
+        Target spectral scale; 0 leaves the draw as it is.
+    diagonal : float, optional
+        If nonzero, return ``diagonal * I`` instead of random values.
+    rng : None, int or RandomState, optional
+        Source of randomness; an int creates a fresh state seeded with it.
+
+    Returns
+    -------
+    ndarray of shape (rows, cols), dtype floatX
+    """
+    rng = resolve_rng(rng)
+    arr = mean + std * rng.randn(rows, cols)
+    if 0 < sparsity < 1:
+        keep = rng.binomial(n=1, p=1 - sparsity, size=(rows, cols)).astype(bool)
+        k = min(rows, cols)
+        keep[:k, :k] |= np.eye(k, dtype=bool)
+        arr *= keep
+    if radius > 0:
+        u, s, vt = np.linalg.svd(arr, full_matrices=False)
+        arr = u @ np.diag(radius * s / abs(s[0])) @ vt
+    if diagonal != 0:
+        arr = diagonal * np.eye(max(rows, cols))[:rows, :cols]
+    return as_float(arr)
+
+
+def random_vector(size, mean=0, std=1, rng=None):
+    """Draw a vector of initial values as ``mean + std * N(0, 1)``.
+
+    Parameters
+    ----------
+    size : int
+        Length of the vector.
+    mean, std : float, optional
+        Mean and standard deviation of the draw.
+    rng : None, int or RandomState, optional
+        Source of randomness; an int creates a fresh state seeded with it.
+
+    Returns
+    -------
+    ndarray of shape (size,), dtype floatX
+    """
+    rng = resolve_rng(rng)
+    return as_float(mean + std * rng.randn(size))

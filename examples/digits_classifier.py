@@ -62,7 +62,7 @@ def main(argv=None):
         validate_every=1,
         patience=10,
         max_updates=400 if args.quick else 6000,
-        weight_l2=1e-5,
+        # weight_l2=1e-5,
     ):
         history.append((tm["loss"], vm["loss"], vm.get("acc", np.nan)))
     elapsed = time.time() - start

@@ -15,6 +15,7 @@ from ._blas import configure_blas as _configure_blas
 _configure_blas()
 
 from . import activations, layers, losses, regularizers, util  # noqa: E402
+from . import recurrent  # noqa: E402
 from .activations import Activation  # noqa: E402
 from .feedforward import Autoencoder, Classifier, Regressor  # noqa: E402
 from .graph import Network  # noqa: E402
@@ -39,6 +40,7 @@ __all__ = [
     "layers",
     "log",
     "losses",
+    "recurrent",
     "regularizers",
     "util",
     "__version__",

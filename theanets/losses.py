@@ -1,14 +1,33 @@
-"""Loss functions.
+r"""Loss functions that compare a graph output with target data.
 
-A loss compares one named graph output (``'out:out'`` by default) with a
-target variable fed from data, and returns a scalar. Networks may hold
-several losses, each with its own weight; the training loss is their
-weighted sum plus regularizer terms.
+A loss reads one named graph output (``'out:out'``, the output of the layer
+named ``out``, by default), compares it with a target variable that is fed
+from data, and returns a scalar. A network may hold several losses, each with
+its own ``weight``; the training loss is their weighted sum plus the
+regularizer terms.
 
-With ``weighted=True`` a loss also takes an array of weights, one per target
-value, and averages per-element losses as :math:`\\sum w \\ell / \\sum w`.
+Registered names:
+
+========================  ====================================================
+name                      loss
+========================  ====================================================
+``mse``                   :class:`MeanSquaredError`
+``mae``                   :class:`MeanAbsoluteError`
+``xe``                    :class:`CrossEntropy` (integer class labels)
+``hinge``                 :class:`Hinge` (integer class labels)
+``kl``, ``kld``           :class:`KullbackLeiblerDivergence`
+``gll``                   :class:`GaussianLogLikelihood`
+``mmd``                   :class:`MaximumMeanDiscrepancy`
+========================  ====================================================
+
+(each class is also registered under its lowercase class name).
+
+With ``weighted=True`` a loss also takes an array ``weights`` shaped like its
+target. Unless a class says otherwise, per-element losses :math:`\ell` are then
+averaged as :math:`\sum w \ell / \sum w` instead of by their plain mean.
 """
 
+import inspect
 import numbers
 
 import numpy as np
@@ -19,134 +38,262 @@ from pytensor.graph.basic import Variable
 from . import util
 
 __all__ = [
-    "Loss",
-    "MeanSquaredError",
-    "MeanAbsoluteError",
     "CrossEntropy",
+    "GaussianLogLikelihood",
     "Hinge",
     "KullbackLeiblerDivergence",
-    "GaussianLogLikelihood",
+    "Loss",
     "MaximumMeanDiscrepancy",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
 ]
 
-_EPS = 1e-8
+#: Lower clipping bound of probabilities inside logarithms (``xe``, ``kl``).
+PROB_EPSILON = 1e-8
 
 
 def _scoped(name):
+    """Append ``':out'`` to a bare layer name."""
     return name if ":" in name else f"{name}:out"
 
 
+def _const(value, like):
+    """A constant of ``like``'s dtype, so float32 graphs stay float32."""
+    return pt.constant(np.asarray(value, dtype=like.dtype))
+
+
+def _check_output_name(owner, what, value):
+    if not isinstance(value, str) or not value.strip():
+        raise util.ConfigurationError(
+            f"{owner}: {what} must be the name of a graph output (e.g. 'out' or "
+            f"'hid1:out'), got {value!r}"
+        )
+    return _scoped(value.strip())
+
+
+def _check_positive(owner, what, value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not np.isfinite(value)
+        or value <= 0
+    ):
+        raise util.ConfigurationError(
+            f"{owner}: {what} must be a positive finite number, got {value!r}"
+        )
+    return float(value)
+
+
 class Loss(util.Registrar):
-    """Base class of losses.
+    r"""Base class of losses.
 
     Parameters
     ----------
     target : int or PyTensor variable, optional
-        The number of axes of the output this loss reads (default 2): a new
-        target variable of that many axes is created (one fewer, of integer
-        dtype, for losses on class labels). An existing variable is used as
-        the target as is (autoencoders pass their input).
+        Either the number of axes of the network output this loss reads
+        (default 2), from which a new target variable named ``'target'`` is
+        made -- a floatX tensor with that many axes, or, for losses on class
+        labels (``xe``, ``hinge``), an int32 tensor with one axis fewer -- or
+        an existing variable to use as the target as is (autoencoders pass
+        their input variable).
     weight : float, optional
-        Multiplier of this loss in the total (default 1).
+        Multiplier of this loss in the network's total loss (default 1).
     weighted : bool, optional
-        Whether the loss takes a ``weights`` array like the target.
+        If True, the loss also takes a floatX array named ``'weights'`` with
+        the axes of the target, and averages per-element losses with these
+        weights (default False).
     output_name : str, optional
         The graph output compared with the target; ``':out'`` is appended to
-        a bare layer name. Default ``'out'``.
+        a bare layer name, so the default ``'out'`` means ``'out:out'``.
 
     Attributes
     ----------
     weight : float
+        Multiplier of this loss in the total.
     weighted : bool
+        Whether the loss takes weights.
     output_name : str
+        Fully scoped name of the graph output it reads.
+    target_ndim : int
+        The number of axes given for ``target`` (or of the given variable).
+
+    Raises
+    ------
+    ConfigurationError
+        For a ``weight`` that is not a finite number, a non-boolean
+        ``weighted``, a ``target`` that is neither a positive number of axes
+        nor a variable, or an empty ``output_name``.
     """
 
-    #: Whether targets are integer class labels (one axis fewer than outputs).
+    #: True for losses whose targets are integer class labels, one axis fewer
+    #: than the output they read.
     LABELS = False
 
     def __init__(self, target=None, weight=1.0, weighted=False, output_name="out"):
-        name = type(self).__name__
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
-            raise util.ConfigurationError(f"{name}: weight must be a number, got {weight!r}")
-        if not np.isfinite(weight):
-            raise util.ConfigurationError(f"{name}: weight must be finite, got {weight!r}")
-        if not isinstance(output_name, str) or not output_name:
+        owner = f"loss {type(self).__name__.lower()!r}"
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, numbers.Real)
+            or not np.isfinite(weight)
+        ):
             raise util.ConfigurationError(
-                f"{name}: output_name must be a graph output name, got {output_name!r}"
+                f"{owner}: weight must be a finite number, got {weight!r}"
+            )
+        if not isinstance(weighted, (bool, np.bool_)):
+            raise util.ConfigurationError(
+                f"{owner}: weighted must be True or False, got {weighted!r}"
             )
         self.weight = float(weight)
         self.weighted = bool(weighted)
-        self.output_name = _scoped(output_name)
+        self.output_name = _check_output_name(owner, "output_name", output_name)
+
         if target is None:
             target = 2
         self._target_given = isinstance(target, Variable)
         if self._target_given:
+            if self.LABELS and not str(target.dtype).startswith(("int", "uint")):
+                raise util.ConfigurationError(
+                    f"{owner}: a target variable for class labels must have an integer "
+                    f"dtype, got {target.dtype}"
+                )
             self._target = target
             self.target_ndim = target.ndim
         else:
-            if isinstance(target, bool) or not isinstance(target, numbers.Integral) or target < 1:
+            lowest = 2 if self.LABELS else 1
+            if (
+                isinstance(target, bool)
+                or not isinstance(target, numbers.Integral)
+                or target < lowest
+            ):
                 raise util.ConfigurationError(
-                    f"{name}: target must be a number of axes (>= 1) or a variable, got {target!r}"
+                    f"{owner}: target must be the number of axes of the output "
+                    f"(an int >= {lowest}) or a PyTensor variable, got {target!r}"
                 )
             self.target_ndim = int(target)
-            ndim = self.target_ndim - 1 if self.LABELS else self.target_ndim
-            dtype = "int32" if self.LABELS else pytensor.config.floatX
+            if self.LABELS:
+                ndim, dtype = self.target_ndim - 1, "int32"
+            else:
+                ndim, dtype = self.target_ndim, pytensor.config.floatX
             self._target = pt.tensor(name="target", dtype=dtype, shape=(None,) * ndim)
+
         self._weights = None
         if self.weighted:
             self._weights = pt.tensor(
                 name="weights", dtype=pytensor.config.floatX, shape=(None,) * self._target.ndim
             )
 
+    @classmethod
+    def build(cls, key, *args, **kwargs):
+        """Create the loss registered under ``key``.
+
+        Parameters
+        ----------
+        key : str
+            A registered name (``'mse'``, ``'xe'``, ...), case-insensitive.
+        *args, **kwargs
+            Constructor arguments.
+
+        Returns
+        -------
+        :class:`Loss`
+
+        Raises
+        ------
+        ConfigurationError
+            For an unknown name (with the closest valid one) or a keyword
+            argument the loss does not take.
+        """
+        klass = cls.lookup(key)
+        known = [
+            p.name
+            for p in inspect.signature(klass.__init__).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+        ]
+        util.check_unknown_kwargs(kwargs, known, f"loss {key!r}")
+        return klass(*args, **kwargs)
+
+    # ------------------------------------------------------------------
+
+    @property
+    def target(self):
+        """The symbolic target variable (given or created)."""
+        return self._target
+
+    @property
+    def weights(self):
+        """The symbolic weights variable, or None when not weighted."""
+        return self._weights
+
     @property
     def variables(self):
-        """Symbolic variables this loss needs fed: the target (unless given), then weights."""
+        """Symbolic variables that must be fed with data.
+
+        Returns
+        -------
+        list of PyTensor variables
+            The target (left out when an existing variable was given), then
+            the weights when the loss is weighted.
+        """
         result = [] if self._target_given else [self._target]
         if self._weights is not None:
             result.append(self._weights)
         return result
 
-    def _output(self, outputs):
+    def _lookup(self, outputs, name):
         try:
-            return outputs[self.output_name]
+            return outputs[name]
         except KeyError:
+            known = list(outputs)
             raise util.ConfigurationError(
-                f"{type(self).__name__}: the graph has no output {self.output_name!r}."
-                f"{util.closest_match(self.output_name, outputs)}"
+                f"loss {type(self).__name__.lower()!r}: the graph has no output {name!r}."
+                f"{util.closest_match(name, known)} Outputs: {', '.join(known)}"
             ) from None
 
     def _average(self, elementwise):
-        """Mean of per-element losses, or their weighted mean."""
+        """Plain mean of per-element losses, or their weighted mean."""
         if self._weights is None:
             return elementwise.mean()
-        return (self._weights * elementwise).sum() / self._weights.sum()
+        w = self._weights.flatten()
+        return (w * elementwise.flatten()).sum() / w.sum()
 
     def __call__(self, outputs):
-        """Compute the loss from the dictionary of graph outputs.
+        """Build the scalar loss from the graph outputs.
 
         Parameters
         ----------
         outputs : dict
-            Maps fully scoped output names to expressions.
+            Maps fully scoped output names (``'out:out'``) to expressions.
 
         Returns
         -------
-        scalar expression
+        scalar PyTensor expression
+
+        Raises
+        ------
+        ConfigurationError
+            If the output the loss reads is not in ``outputs``.
         """
+        return self._average(self._elementwise(self._lookup(outputs, self.output_name)))
+
+    def _elementwise(self, output):
+        """Per-element losses, shaped like the target (override in subclasses)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------
+
     def _extra_spec(self):
+        """Options of a subclass, for :meth:`to_spec`."""
         return {}
 
     def to_spec(self):
-        """Return a dictionary from which an equal loss can be built.
+        """Return a dictionary from which an equivalent loss can be built.
 
         Returns
         -------
         dict
-            ``form``, ``weight``, ``weighted``, ``output_name`` and ``target``
-            (a number of axes, or ``'input'`` when the target was a given
-            variable), plus any options of the loss.
+            ``form`` (the lowercase class name), ``target`` (a number of axes,
+            or ``'input'`` when an existing variable was given), ``weight``,
+            ``weighted``, ``output_name``, and the options of the loss.
         """
         spec = dict(
             form=type(self).__name__.lower(),
@@ -159,194 +306,374 @@ class Loss(util.Registrar):
         return spec
 
     def cache_key(self):
-        """A hashable description used to key cached graphs."""
+        """Return a hashable description of this loss (used to key cached graphs)."""
         return tuple(sorted((k, repr(v)) for k, v in self.to_spec().items()))
 
     def log(self):
         """Log a one-line description of this loss."""
-        util.log("loss: {} x {} on {}", self.weight, type(self).__name__, self.output_name)
+        util.log(
+            "loss: {} x {} on {}{}",
+            self.weight,
+            type(self).__name__,
+            self.output_name,
+            " (weighted)" if self.weighted else "",
+        )
+
+    def __repr__(self):
+        return f"{type(self).__name__}(weight={self.weight!r}, output_name={self.output_name!r})"
 
 
 class MeanSquaredError(Loss):
-    """Mean squared error.
+    r"""Mean squared error (``'mse'``).
+
+    Notes
+    -----
+    For outputs :math:`o` and targets :math:`t` with :math:`N` elements in
+    all (examples times dimensions), the error is averaged over every element,
+    not summed over dimensions:
 
     .. math::
-        \\mathcal{L} = \\frac{1}{N} \\sum_i (o_i - t_i)^2
+       \mathcal{L} = \frac{1}{N} \sum_i (o_i - t_i)^2
+
+    Weighted: :math:`\mathcal{L} = \sum_i w_i (o_i - t_i)^2 / \sum_i w_i`.
     """
 
     __extra_registration_keys__ = ["mse"]
 
-    def __call__(self, outputs):
-        return self._average(pt.sqr(self._output(outputs) - self._target))
+    def _elementwise(self, output):
+        err = output - self._target
+        return err * err
 
 
 class MeanAbsoluteError(Loss):
-    """Mean absolute error.
+    r"""Mean absolute error (``'mae'``).
+
+    Notes
+    -----
+    Averaged over every element of outputs :math:`o` and targets :math:`t`:
 
     .. math::
-        \\mathcal{L} = \\frac{1}{N} \\sum_i |o_i - t_i|
+       \mathcal{L} = \frac{1}{N} \sum_i |o_i - t_i|
+
+    Weighted: :math:`\mathcal{L} = \sum_i |w_i (o_i - t_i)| / \sum_i w_i`.
     """
 
     __extra_registration_keys__ = ["mae"]
 
-    def __call__(self, outputs):
-        return self._average(abs(self._output(outputs) - self._target))
+    def _elementwise(self, output):
+        return abs(output - self._target)
+
+    def _average(self, elementwise):
+        if self._weights is None:
+            return elementwise.mean()
+        w = self._weights.flatten()
+        return abs(w * elementwise.flatten()).sum() / w.sum()
 
 
 class CrossEntropy(Loss):
-    """Categorical cross-entropy of integer class labels.
+    r"""Categorical cross-entropy of integer class labels (``'xe'``).
 
-    The output holds class probabilities over its last axis (a softmax);
-    the target holds the index of the true class for each example (and time
-    step).
+    The output holds class probabilities along its last axis (typically a
+    softmax), shaped ``(batch, classes)`` or ``(batch, time, classes)``; the
+    target holds the index of the true class, shaped ``(batch,)`` or
+    ``(batch, time)``.
+
+    Notes
+    -----
+    With :math:`p_{n,k}` the probability given to class :math:`k` for example
+    (or time step) :math:`n`, :math:`y_n` its label and :math:`N` the number
+    of labels, and probabilities clipped to :math:`[10^{-8}, 1]` before the
+    logarithm:
 
     .. math::
-        \\mathcal{L} = -\\frac{1}{N} \\sum_n \\log p_{n, t_n}
+       \mathcal{L} = -\frac{1}{N} \sum_n \log p_{n, y_n}
+
+    Weighted (one weight per label):
+    :math:`\mathcal{L} = -\sum_n w_n \log p_{n, y_n} / \sum_n w_n`.
     """
 
     __extra_registration_keys__ = ["xe"]
     LABELS = True
 
-    def _flat(self, outputs):
-        prob = self._output(outputs)
-        k = prob.shape[-1]
-        return prob.reshape((-1, k), ndim=2), self._target.flatten()
+    def _flat(self, output):
+        """Outputs as ``(N, classes)`` rows and labels as an ``(N,)`` vector."""
+        rows = output.reshape((-1, output.shape[-1]), ndim=2)
+        return rows, self._target.flatten()
 
-    def _flat_average(self, elementwise):
-        if self._weights is None:
-            return elementwise.mean()
-        w = self._weights.flatten()
-        return (w * elementwise).sum() / w.sum()
-
-    def __call__(self, outputs):
-        prob, labels = self._flat(outputs)
-        picked = prob[pt.arange(labels.shape[0]), labels]
-        return self._flat_average(-pt.log(pt.clip(picked, _EPS, 1)))
+    def _elementwise(self, output):
+        rows, labels = self._flat(output)
+        picked = rows[pt.arange(labels.shape[0]), labels]
+        return -pt.log(pt.clip(picked, _const(PROB_EPSILON, picked), _const(1, picked)))
 
     def accuracy(self, outputs):
-        """Return the (weighted) fraction of examples whose most probable class is right."""
-        prob, labels = self._flat(outputs)
-        correct = pt.cast(pt.eq(pt.argmax(prob, axis=-1), labels), pytensor.config.floatX)
-        return self._flat_average(correct)
+        """Build the (weighted) fraction of labels that get the largest output.
+
+        Parameters
+        ----------
+        outputs : dict
+            Maps fully scoped output names to expressions.
+
+        Returns
+        -------
+        scalar PyTensor expression
+        """
+        rows, labels = self._flat(self._lookup(outputs, self.output_name))
+        correct = pt.cast(pt.eq(pt.argmax(rows, axis=-1), labels), rows.dtype)
+        return Loss._average(self, correct)
 
 
 class Hinge(CrossEntropy):
-    """Multiclass hinge loss on integer class labels (no margin).
+    r"""Multiclass (Crammer-Singer) hinge loss on integer class labels.
+
+    Parameters
+    ----------
+    margin : float, optional
+        The margin :math:`\Delta` by which the true class's output should
+        exceed every other. The default 0 is the loss of theanets 0.7
+        (:math:`\max_k o_{n,k} - o_{n,y_n}`); ``margin=1`` gives the usual
+        Crammer-Singer SVM loss.
+
+    Notes
+    -----
+    With outputs :math:`o_{n,k}` along the last axis, labels :math:`y_n` and
+    :math:`N` labels:
 
     .. math::
-        \\mathcal{L} = \\frac{1}{N} \\sum_n \\max\\left(0, \\max_{j} (o_{nj} - o_{n t_n})\\right)
+       \mathcal{L} = \frac{1}{N} \sum_n
+           \max\left(0, \Delta + \max_{k \ne y_n} o_{n,k} - o_{n,y_n}\right)
+
+    It is zero when the true class's output leads all others by at least
+    :math:`\Delta`, and grows linearly otherwise. Weighted:
+    :math:`\sum_n w_n \ell_n / \sum_n w_n`.
     """
 
-    def __call__(self, outputs):
-        out, labels = self._flat(outputs)
-        correct = out[pt.arange(labels.shape[0]), labels]
-        return self._flat_average(pt.maximum(0, (out - correct[:, None]).max(axis=-1)))
+    def __init__(self, target=None, weight=1.0, weighted=False, output_name="out", margin=0.0):
+        super().__init__(
+            target=target, weight=weight, weighted=weighted, output_name=output_name
+        )
+        if (
+            isinstance(margin, bool)
+            or not isinstance(margin, numbers.Real)
+            or not np.isfinite(margin)
+            or margin < 0
+        ):
+            raise util.ConfigurationError(
+                f"loss 'hinge': margin must be a non-negative finite number, got {margin!r}"
+            )
+        self.margin = float(margin)
+
+    def _elementwise(self, output):
+        rows, labels = self._flat(output)
+        correct = rows[pt.arange(labels.shape[0]), labels]
+        if self.margin:
+            # Add the margin to every class except the true one; the true
+            # class then contributes o_y - o_y = 0, which gives the max(0, .).
+            others = pt.neq(pt.arange(rows.shape[1])[None, :], labels[:, None])
+            rows = rows + _const(self.margin, rows) * pt.cast(others, rows.dtype)
+        return rows.max(axis=-1) - correct
+
+    def _extra_spec(self):
+        return dict(margin=self.margin)
 
 
 class KullbackLeiblerDivergence(Loss):
-    """Kullback-Leibler divergence of the output distribution from the target's.
+    r"""Kullback-Leibler divergence between target and output distributions.
 
-    Both hold distributions over the last axis.
+    Registered as ``'kl'`` and ``'kld'``. Outputs and targets hold
+    probability distributions along their last axis.
+
+    Notes
+    -----
+    As in theanets 0.7, the terms of the divergence are taken one element at
+    a time, their magnitudes averaged over all :math:`N` elements (so the
+    result is the divergence divided by the number of classes when every
+    term is non-negative), with probabilities clipped to
+    :math:`[\epsilon, 1 - \epsilon]`, :math:`\epsilon = 10^{-8}`:
 
     .. math::
-        \\mathcal{L} = \\frac{1}{N} \\sum_n \\sum_k t_{nk} \\log \\frac{t_{nk}}{o_{nk}}
+       \mathcal{L} = \frac{1}{N} \sum_i \left| t_i \log \frac{t_i}{o_i} \right|
 
-    (values are clipped to :math:`[10^{-8}, 1]` inside the logarithms).
+    Weighted: :math:`\sum_i |w_i\, t_i \log (t_i / o_i)| / \sum_i w_i`.
     """
 
     __extra_registration_keys__ = ["kl", "kld"]
 
-    def __call__(self, outputs):
-        t = pt.clip(self._target, _EPS, 1)
-        o = pt.clip(self._output(outputs), _EPS, 1)
-        terms = self._target * (pt.log(t) - pt.log(o))
+    def _elementwise(self, output):
+        low = _const(PROB_EPSILON, output)
+        high = _const(1 - PROB_EPSILON, output)
+        t = pt.clip(self._target, low, high)
+        o = pt.clip(output, low, high)
+        return t * (pt.log(t) - pt.log(o))
+
+    def _average(self, elementwise):
         if self._weights is None:
-            return terms.sum(axis=-1).mean()
-        return (self._weights * terms).sum() / self._weights.sum(axis=-1).sum() * 1.0
+            return abs(elementwise).mean()
+        w = self._weights.flatten()
+        return abs(w * elementwise.flatten()).sum() / w.sum()
 
 
 class GaussianLogLikelihood(Loss):
-    """Negative log-likelihood of targets under a diagonal Gaussian.
+    r"""Negative log-likelihood of the targets under a diagonal Gaussian (``'gll'``).
 
-    Two graph outputs give the mean :math:`\\mu` and the variance
-    :math:`\\sigma^2` (its absolute value plus ``covar_eps``) of each target
-    value.
-
-    .. math::
-        \\mathcal{L} = \\frac{1}{N} \\sum_n \\frac{1}{2} \\sum_d \\left[
-            \\log (2 \\pi \\sigma_{nd}^2) + \\frac{(t_{nd} - \\mu_{nd})^2}{\\sigma_{nd}^2}
-        \\right]
+    Two graph outputs, shaped like the target, give the mean :math:`\mu` and
+    the variance :math:`\sigma^2` of every target value.
 
     Parameters
     ----------
     mean_name : str, optional
-        Graph output holding the means (default ``'mean'``, i.e. ``'mean:out'``).
+        Graph output holding the means; ``':out'`` is appended to a bare
+        layer name. Default ``'mean'``.
     covar_name : str, optional
-        Graph output holding the variances (default ``'covar'``).
+        Graph output holding the variances (the diagonal of the covariance).
+        Default ``'covar'``.
     covar_eps : float, optional
-        Added to the variances for stability (default 1e-3).
+        Added to the magnitude of the variances so that they are positive
+        (default 1e-3).
+
+    Notes
+    -----
+    With :math:`\sigma^2_{nd} = |c_{nd}| + \epsilon` for the variance output
+    :math:`c`, the loss is the mean over the :math:`N` examples (and time
+    steps) of the summed per-dimension negative log densities:
+
+    .. math::
+       \mathcal{L} = \frac{1}{N} \sum_n \frac{1}{2} \sum_{d=1}^{D} \left[
+           \log\left(2 \pi \sigma^2_{nd}\right)
+           + \frac{(t_{nd} - \mu_{nd})^2}{\sigma^2_{nd}} \right]
+
+    Weighted, with per-element weights and per-element terms
+    :math:`\ell_{nd}`: :math:`D \sum w \ell / \sum w`, which equals the
+    unweighted loss when all weights are equal.
+
+    theanets 0.7 computed a different expression (with the log-determinant
+    and the quadratic term mis-stated); this class computes the Gaussian
+    negative log-likelihood itself.
     """
 
     __extra_registration_keys__ = ["gll"]
 
-    def __init__(self, mean_name="mean", covar_name="covar", covar_eps=1e-3, **kwargs):
-        super().__init__(**kwargs)
-        self.mean_name = _scoped(mean_name)
-        self.covar_name = _scoped(covar_name)
-        self.covar_eps = float(covar_eps)
+    def __init__(
+        self,
+        target=None,
+        weight=1.0,
+        weighted=False,
+        output_name="out",
+        mean_name="mean",
+        covar_name="covar",
+        covar_eps=1e-3,
+    ):
+        super().__init__(
+            target=target, weight=weight, weighted=weighted, output_name=output_name
+        )
+        self.mean_name = _check_output_name("loss 'gll'", "mean_name", mean_name)
+        self.covar_name = _check_output_name("loss 'gll'", "covar_name", covar_name)
+        self.covar_eps = _check_positive("loss 'gll'", "covar_eps", covar_eps)
 
     def __call__(self, outputs):
-        saved = self.output_name
-        try:
-            self.output_name = self.mean_name
-            mean = self._output(outputs)
-            self.output_name = self.covar_name
-            var = abs(self._output(outputs)) + self.covar_eps
-        finally:
-            self.output_name = saved
-        terms = 0.5 * (pt.log(2 * np.pi * var) + pt.sqr(self._target - mean) / var)
+        mean = self._lookup(outputs, self.mean_name)
+        var = abs(self._lookup(outputs, self.covar_name)) + _const(self.covar_eps, mean)
+        diff = self._target - mean
+        terms = _const(0.5, mean) * (
+            pt.log(_const(2 * np.pi, mean) * var) + diff * diff / var
+        )
         if self._weights is None:
             return terms.sum(axis=-1).mean()
-        return (self._weights * terms).sum() / self._weights.sum() * terms.shape[-1]
+        dims = pt.cast(terms.shape[-1], terms.dtype)
+        return dims * (self._weights * terms).sum() / self._weights.sum()
 
     def _extra_spec(self):
         return dict(mean_name=self.mean_name, covar_name=self.covar_name, covar_eps=self.covar_eps)
 
+    def log(self):
+        """Log a one-line description of this loss."""
+        util.log(
+            "loss: {} x {} of mean {} and variance {}",
+            self.weight,
+            type(self).__name__,
+            self.mean_name,
+            self.covar_name,
+        )
+
 
 class MaximumMeanDiscrepancy(Loss):
-    """Squared maximum mean discrepancy between the batch of outputs and of targets.
+    r"""Squared maximum mean discrepancy between outputs and targets (``'mmd'``).
 
-    With a Gaussian kernel :math:`k(a, b) = \\exp(-\\|a - b\\|^2 / \\kappa)`:
-
-    .. math::
-        \\mathcal{L} = \\overline{k(t, t')} - 2\\, \\overline{k(t, o)} + \\overline{k(o, o')}
-
-    where the bars are means over all pairs of rows.
+    It compares the *distribution* of the batch of outputs with that of the
+    batch of targets, not example by example.
 
     Parameters
     ----------
-    kernel : float, optional
-        Kernel width :math:`\\kappa` (default 1).
+    kernel : float or callable, optional
+        A positive number :math:`\kappa` selects the Gaussian kernel
+        :math:`k(a, b) = \exp(-\|a - b\|^2 / \kappa)` (default 1). A callable
+        ``kernel(a, b)`` receives two batches shaped ``(n, ...)`` and
+        ``(m, ...)`` and returns the kernel values shaped ``(n, m, ...)``.
+
+    Notes
+    -----
+    For outputs :math:`o_1 \dots o_N` and targets :math:`t_1 \dots t_N`
+    (rows along the first axis):
+
+    .. math::
+       \mathcal{L} = \frac{1}{N^2} \sum_{i,j} k(t_i, t_j)
+           - \frac{2}{N^2} \sum_{i,j} k(t_i, o_j)
+           + \frac{1}{N^2} \sum_{i,j} k(o_i, o_j)
+
+    For ``(batch, time, features)`` data the kernel compares rows at the same
+    time step and the result is averaged over time steps.
+
+    Weighted: each example gets the weight :math:`p_n \propto` the mean of
+    its weights, normalised to sum to 1, and every :math:`1/N^2` above
+    becomes :math:`p_i p_j` -- the discrepancy between the two weighted
+    empirical distributions.
+
+    References
+    ----------
+    A. Gretton, K. M. Borgwardt, M. Rasch, B. Schoelkopf & A. J. Smola (2007),
+    "A Kernel Method for the Two-Sample-Problem." NIPS.
+
+    Y. Li, K. Swersky & R. Zemel (2015), "Generative Moment Matching
+    Networks." ICML.
     """
 
     __extra_registration_keys__ = ["mmd"]
 
-    def __init__(self, kernel=1, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(kernel, numbers.Real) or kernel <= 0:
-            raise util.ConfigurationError(f"mmd: kernel must be a positive number, got {kernel!r}")
-        self.kernel = float(kernel)
+    def __init__(
+        self, target=None, weight=1.0, weighted=False, output_name="out", kernel=1
+    ):
+        super().__init__(
+            target=target, weight=weight, weighted=weighted, output_name=output_name
+        )
+        if not callable(kernel):
+            kernel = _check_positive("loss 'mmd'", "kernel", kernel)
+        self.kernel = kernel
 
     def _gram(self, a, b):
-        sq = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2 * pt.dot(a, b.T)
-        return pt.exp(-pt.maximum(sq, 0) / self.kernel)
+        if callable(self.kernel):
+            return self.kernel(a, b)
+        diff = a[:, None] - b[None, :]
+        return pt.exp(-(diff * diff).sum(axis=-1) / _const(self.kernel, diff))
+
+    def _mean(self, gram, pairs):
+        if pairs is None:
+            return gram.mean()
+        pairs = pt.shape_padright(pairs, gram.ndim - 2)
+        return (pairs * gram).sum(axis=(0, 1)).mean()
 
     def __call__(self, outputs):
-        o = self._output(outputs)
-        t = self._target
-        o = o.reshape((-1, o.shape[-1]), ndim=2)
-        t = t.reshape((-1, t.shape[-1]), ndim=2)
-        return self._gram(t, t).mean() - 2 * self._gram(t, o).mean() + self._gram(o, o).mean()
+        output = self._lookup(outputs, self.output_name)
+        target = self._target
+        pairs = None
+        if self._weights is not None:
+            w = self._weights
+            per_example = w.mean(axis=tuple(range(1, w.ndim))) if w.ndim > 1 else w
+            p = per_example / per_example.sum()
+            pairs = p[:, None] * p[None, :]
+        return (
+            self._mean(self._gram(target, target), pairs)
+            - 2 * self._mean(self._gram(target, output), pairs)
+            + self._mean(self._gram(output, output), pairs)
+        )
 
     def _extra_spec(self):
         return dict(kernel=self.kernel)

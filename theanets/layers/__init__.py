@@ -7,6 +7,18 @@ aliases), so ``Layer.build('lstm', size=10, ...)`` or a network spec such as
 
 from .base import Concatenate, Flatten, Input, Layer, Product, Reshape
 from .feedforward import Classifier, Feedforward, Tied
+from .recurrent import (
+    GRU,
+    LSTM,
+    MRNN,
+    MUT1,
+    RNN,
+    RRNN,
+    SCRN,
+    Bidirectional,
+    Clockwork,
+    Recurrent,
+)
 
 __all__ = [
     "Layer",
@@ -18,4 +30,14 @@ __all__ = [
     "Feedforward",
     "Classifier",
     "Tied",
+    "Recurrent",
+    "RNN",
+    "RRNN",
+    "MRNN",
+    "LSTM",
+    "GRU",
+    "Clockwork",
+    "MUT1",
+    "SCRN",
+    "Bidirectional",
 ]

@@ -321,7 +321,11 @@ class ESGD(RMSProp):
         update are independent and the final state is written back.
         """
         next_rng, probe = pt.random.normal(
-            0, 1, size=param.shape, rng=self._rng_current, dtype=param.dtype,
+            0,
+            1,
+            size=param.shape,
+            rng=self._rng_current,
+            dtype=param.dtype,
             return_next_rng=True,
         )
         self._rng_current = next_rng
@@ -341,7 +345,9 @@ class ESGD(RMSProp):
             )
         else:
             hv = pytensor.grad(
-                pt.sum(grad * probe), param, disconnected_inputs="ignore",
+                pt.sum(grad * probe),
+                param,
+                disconnected_inputs="ignore",
                 return_disconnected="zero",
             )
         ewma = self._hyper("ewma", dtype)

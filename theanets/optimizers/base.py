@@ -150,8 +150,10 @@ class Optimizer(util.Registrar):
         Additional scalar quantities computed on every batch and reported,
         averaged over the batches of an epoch, next to ``'loss'``.
     monitor_gradients : bool, optional
-        If True, also report the L2 norm of each parameter's gradient as the
-        monitor ``'grad(<parameter name>)'``. Defaults to False.
+        If True, also report the L2 norm of each parameter's (unclipped)
+        gradient as the monitor ``'grad(<parameter name>)'`` (``downhill``
+        reported the squared norm under that name). Unnamed parameters are
+        called ``unnamed0``, ``unnamed1``, …. Defaults to False.
     mode : str or pytensor Mode, optional
         The PyTensor compilation mode; defaults to PyTensor's default mode.
 
@@ -240,7 +242,7 @@ class Optimizer(util.Registrar):
             self._monitor_exprs.append(expr)
         if monitor_gradients:
             unnamed = 0
-            for param, grad in zip(self._params, pytensor.grad(loss, self._params)):
+            for param, grad in zip(self._params, pytensor.grad(loss, self._params), strict=True):
                 name = param.name
                 if not name:
                     name = f"unnamed{unnamed}"
@@ -479,7 +481,7 @@ class Optimizer(util.Registrar):
         """Yield ``(param, grad)`` with the clipping chosen by ``key`` applied."""
         clip = key[2]
         grads = pytensor.grad(self._loss, self._params)
-        for param, grad in zip(self._params, grads):
+        for param, grad in zip(self._params, grads, strict=True):
             dtype = param.dtype
             if clip == "elem":
                 limit = self._hyper("max_gradient_elem", dtype)
@@ -487,7 +489,9 @@ class Optimizer(util.Registrar):
             elif clip == "norm":
                 limit = self._hyper("max_gradient_norm", dtype)
                 norm = pt.sqrt(pt.sqr(grad).sum())
-                grad = grad * pt.minimum(1, limit / norm)
+                # min(1, limit / norm), written so that a zero gradient does
+                # not divide by zero
+                grad = grad * (limit / pt.maximum(norm, limit))
             yield param, grad
 
     def _get_updates_for(self, param, grad):
@@ -635,7 +639,7 @@ class Optimizer(util.Registrar):
             # Match each array to its input's dtype here (e.g. int64 labels for
             # an int32 input, float64 data for a float32 model) so that PyTensor
             # does not refuse a narrowing conversion.
-            for i, (x, dtype) in enumerate(zip(batch, dtypes)):
+            for i, (x, dtype) in enumerate(zip(batch, dtypes, strict=True)):
                 if isinstance(x, np.ndarray) and dtype is not None and x.dtype != dtype:
                     batch = list(batch)
                     batch[i] = x.astype(dtype)
@@ -646,7 +650,7 @@ class Optimizer(util.Registrar):
 
     def _summarise(self, values):
         means = np.mean(np.asarray(values, dtype=np.float64), axis=0)
-        return {name: float(v) for name, v in zip(self._monitor_names, means)}
+        return {name: float(v) for name, v in zip(self._monitor_names, means, strict=True)}
 
     def evaluate(self, dataset):
         """Compute the monitors, averaged over the batches of ``dataset``.
@@ -684,7 +688,7 @@ class Optimizer(util.Registrar):
             return
         if len(targets) != len(self._params):
             raise ValueError(f"expected {len(self._params)} arrays, got {len(targets)}")
-        for param, value in zip(self._params, targets):
+        for param, value in zip(self._params, targets, strict=True):
             param.set_value(np.array(value, dtype=param.dtype, copy=True))
 
     def _snapshot(self):
@@ -788,6 +792,14 @@ class Optimizer(util.Registrar):
         restored before the generator returns. If the caller abandons the
         generator early, the parameters are left as they are.
 
+        Two deliberate differences from ``downhill`` 0.4: ``max_updates``
+        counts parameter updates (batches), as its documentation promised,
+        where its code counted epochs; and the final validation after
+        ``max_updates`` means a short run no longer restores the parameters of
+        an out-of-date validation (with ``downhill``, ``max_updates`` smaller
+        than ``validate_every`` gave back the initial parameters). A non-finite
+        loss ends iteration with a warning instead of continuing.
+
         The optimizer's state (velocities, gradient averages, step sizes) is
         reset to its initial value at the start of every call.
         """
@@ -795,7 +807,10 @@ class Optimizer(util.Registrar):
             kwargs["max_updates"] = max_updates
         config = self._configure(kwargs)
         train = self._as_dataset(train, "train", config, "train_batches")
-        valid = train if valid is None else self._as_dataset(valid, "valid", config, "valid_batches")
+        if valid is None:
+            valid = train
+        else:
+            valid = self._as_dataset(valid, "valid", config, "valid_batches")
         return self._iterate(config, train, valid)
 
     def _iterate(self, config, train, valid):
@@ -888,7 +903,7 @@ class Optimizer(util.Registrar):
             The last ``(train_monitors, valid_monitors)`` yielded, or None if
             iteration stopped before the first epoch finished.
         """
-        monitors = None
-        for monitors in self.iterate(*args, **kwargs):
-            pass
-        return monitors
+        last = None
+        for pair in self.iterate(*args, **kwargs):
+            last = pair
+        return last

@@ -114,9 +114,7 @@ class Dataset:
     def __init__(self, inputs, name=None, batch_size=32, iteration_size=None, axis=0, rng=None):
         self.name = name or "dataset"
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise util.ConfigurationError(
-                f"batch_size must be an integer, got {batch_size!r}"
-            )
+            raise util.ConfigurationError(f"batch_size must be an integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
         if iteration_size is not None:
             if (
@@ -168,8 +166,7 @@ class Dataset:
             ndim = len(x.shape)
             if scipy.sparse.issparse(x) and axis not in (0, 1):
                 raise ValueError(
-                    f"{self.name}: sparse input {i} can only be cut along axis 0 or 1, "
-                    f"not {axis}"
+                    f"{self.name}: sparse input {i} can only be cut along axis 0 or 1, not {axis}"
                 )
             if not -ndim <= axis < ndim:
                 raise ValueError(
@@ -249,7 +246,7 @@ class Dataset:
 
     def _next(self, shuffle):
         where = self._slices[self._order[self._index]]
-        batch = [x[w] for x, w in zip(self._arrays, where)]
+        batch = [x[w] for x, w in zip(self._arrays, where, strict=True)]
         self._index += 1
         if self._index >= len(self._slices):
             if shuffle:

@@ -1,0 +1,6 @@
+"""Fused recurrent loops (placeholder)."""
+
+
+def supports(layer):
+    """Tell whether the fused implementation can run ``layer``."""
+    return False

@@ -1,0 +1,417 @@
+"""Training: drive an optimizer (or a pretraining scheme) over a network.
+
+:func:`itertrain` is what :meth:`theanets.graph.Network.itertrain` calls. The
+``algo`` argument picks one of
+
+* an optimizer from :mod:`theanets.optimizers` (``'sgd'``, ``'nag'``,
+  ``'rprop'``, ``'rmsprop'``, ``'adagrad'``, ``'adadelta'``, ``'esgd'``,
+  ``'adam'``), which updates every parameter of the network;
+* ``'layerwise'`` (also ``'supervised'``, or any name starting with
+  ``'sup'``/``'layer'``): greedy layer-by-layer supervised training;
+* ``'pretrain'`` (also ``'unsupervised'``, any name starting with
+  ``'pre'``/``'unsup'``): each hidden layer is trained as the encoder of a
+  tied-weight autoencoder, then the whole network is trained;
+* ``'sample'``: weights are set from samples of the data, no optimisation.
+
+Every keyword argument is checked once, up front: it must be understood by
+the optimizer, by :mod:`theanets.regularizers`, or be one of the trainer's own
+(``monitors``, ``monitor_gradients``). A misspelt name raises
+:class:`theanets.util.ConfigurationError` suggesting the closest one.
+"""
+
+import numbers
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse
+
+from . import layers as _layers
+from . import losses as _losses
+from . import optimizers, regularizers, util
+
+__all__ = ["itertrain", "build_trainer", "SupervisedPretrainer", "UnsupervisedPretrainer",
+           "SampleTrainer", "OptimizerTrainer"]
+
+#: Keyword arguments handled by the trainer itself.
+TRAINER_KWARGS = ("monitors", "monitor_gradients")
+
+
+def _split_kwargs(kwargs, algo):
+    """Check all keyword arguments; return (regularizer/monitor kwargs, optimizer kwargs)."""
+    opt_known = optimizers.Optimizer.lookup(algo).known_kwargs()
+    reg_known = regularizers.known_kwargs()
+    util.check_unknown_kwargs(kwargs, opt_known | reg_known | set(TRAINER_KWARGS), "train()")
+    graph_kwargs = {k: v for k, v in kwargs.items() if k in reg_known or k == "monitors"}
+    opt_kwargs = {k: v for k, v in kwargs.items() if k in opt_known}
+    return graph_kwargs, opt_kwargs
+
+
+def _as_data(network, data, what):
+    """Validate array data; pass callables and datasets through."""
+    if data is None or callable(data) or isinstance(data, optimizers.Dataset):
+        return data
+    if isinstance(data, np.ndarray) or scipy.sparse.issparse(data):
+        data = [data]
+    if not isinstance(data, (list, tuple)):
+        raise TypeError(
+            f"{what} data must be a list of arrays, a callable or a Dataset, got "
+            f"{type(data).__name__}"
+        )
+    if not data or any(getattr(a, "shape", (1,))[0] == 0 for a in data):
+        raise ValueError(f"{what} data is empty")
+    return network._data_arrays(list(data), what=f"{what} data")
+
+
+class OptimizerTrainer:
+    """Train every parameter of a network with one optimizer.
+
+    Compiled optimizers are cached on the network, keyed by the algorithm and
+    the graph (layers, losses, regularizers, monitors), so repeated calls to
+    ``train`` with the same configuration do not recompile.
+
+    Parameters
+    ----------
+    algo : str
+        A registered optimizer name.
+    network : :class:`theanets.graph.Network`
+    """
+
+    def __init__(self, algo, network):
+        self.algo = algo
+        self.network = network
+
+    def _optimizer(self, graph_kwargs, monitor_gradients):
+        net = self.network
+        monitor_spec = graph_kwargs.pop("monitors", None)
+        regs = regularizers.from_kwargs(net, **graph_kwargs)
+        key = (
+            self.algo.lower(),
+            net._graph_key(regs),
+            repr(monitor_spec),
+            bool(monitor_gradients),
+        )
+        cache = net.__dict__.setdefault("_optimizers", {})
+        if key not in cache:
+            loss = net.loss(**graph_kwargs)
+            monitors = net.monitors(monitors=monitor_spec, **graph_kwargs)
+            cache[key] = optimizers.build(
+                self.algo,
+                loss,
+                net.params,
+                net.variables,
+                updates=net.updates(**graph_kwargs),
+                monitors=monitors,
+                monitor_gradients=monitor_gradients,
+            )
+        return cache[key]
+
+    def itertrain(self, train, valid=None, **kwargs):
+        """Yield ``(train_monitors, valid_monitors)`` after each epoch."""
+        graph_kwargs, opt_kwargs = _split_kwargs(kwargs, self.algo)
+        monitor_gradients = kwargs.get("monitor_gradients", False)
+        opt = self._optimizer(dict(graph_kwargs), monitor_gradients)
+        train = _as_data(self.network, train, "training")
+        valid = _as_data(self.network, valid, "validation")
+        yield from opt.iterate(train, valid, **opt_kwargs)
+
+
+def _stage_network(network, stage_layers, loss_output):
+    """A network of the same class sharing ``stage_layers`` (already bound)."""
+    from .graph import Network
+
+    stage = type(network).__new__(type(network))
+    Network.__init__(stage, layers=(), loss=None, rng=network.rng)
+    stage.layers = list(stage_layers)
+    for loss in network.losses:
+        spec = loss.to_spec()
+        form = spec.pop("form")
+        if spec["target"] == "input":
+            spec["target"] = stage.inputs[0]
+        if loss is network.losses[0]:
+            spec["output_name"] = loss_output
+        stage.add_loss(_losses.Loss.build(form, **spec))
+    return stage
+
+
+class SupervisedPretrainer:
+    """Greedy supervised layer-by-layer training (``algo='layerwise'``).
+
+    For each hidden layer ``i`` in turn, a temporary network made of the
+    layers up to ``i`` and a fresh output layer (named ``lwout``, with the
+    size and activation of the real output layer) is trained with
+    ``subalgo``; the hidden layers are shared, so what they learn stays.
+    Finally the whole network is trained.
+
+    Parameters
+    ----------
+    subalgo : str
+        The optimizer used for each stage.
+    network : :class:`theanets.graph.Network`
+    """
+
+    def __init__(self, subalgo, network):
+        self.subalgo = subalgo
+        self.network = network
+
+    def _stages(self):
+        net = self.network
+        out = net.layers[-1]
+        hidden = [
+            layer
+            for layer in net.layers[1:-1]
+            if not isinstance(layer, _layers.Input) and layer.params
+        ]
+        for layer in hidden:
+            index = net.layers.index(layer)
+            head = _layers.Feedforward(
+                size=out.size,
+                inputs=layer.output_name,
+                name="lwout",
+                activation=out.activation,
+            )
+            stage = _stage_network(net, net.layers[: index + 1], "lwout:out")
+            head.bind(stage)
+            stage.layers.append(head)
+            yield layer.name, stage
+        yield "all", net
+
+    def itertrain(self, train, valid=None, **kwargs):
+        """Train each stage in turn, yielding every stage's monitors."""
+        for name, stage in self._stages():
+            util.log("layerwise training: stage {}", name)
+            trainer = OptimizerTrainer(self.subalgo, stage)
+            yield from trainer.itertrain(train, valid, **kwargs)
+
+
+class UnsupervisedPretrainer:
+    """Unsupervised pretraining with tied autoencoders (``algo='pretrain'``).
+
+    For each hidden layer ``i`` in turn, a temporary autoencoder made of the
+    layers up to ``i`` followed by tied layers mirroring them back to the
+    input (the last one linear) is trained with ``subalgo`` to reconstruct
+    the inputs. The encoder layers are the network's own, so their weights
+    are kept. Only the inputs of the training data are used; the output layer
+    is left as it is.
+
+    Parameters
+    ----------
+    subalgo : str
+    network : :class:`theanets.graph.Network`
+    """
+
+    def __init__(self, subalgo, network):
+        self.subalgo = subalgo
+        self.network = network
+
+    def _stages(self):
+        from .feedforward import Autoencoder
+        from .graph import Network
+
+        net = self.network
+        encoders = [
+            layer
+            for layer in net.layers[1:-1]
+            if isinstance(layer, _layers.Feedforward) and len(layer.inputs) == 1
+        ]
+        for depth in range(1, len(encoders) + 1):
+            stage = Autoencoder.__new__(Autoencoder)
+            Network.__init__(stage, layers=(), loss=None, rng=net.rng)
+            stage.layers = list(net.layers[: net.layers.index(encoders[depth - 1]) + 1])
+            for k, partner in enumerate(reversed(encoders[:depth])):
+                last = k == depth - 1
+                tied = _layers.Tied(
+                    partner=partner,
+                    inputs=stage.layers[-1].output_name,
+                    name="out" if last else f"tied-{partner.name}",
+                    activation="linear" if last else encoders[depth - 2 - k].activation,
+                )
+                tied.bind(stage)
+                stage.layers.append(tied)
+            stage.set_loss("mse", target=stage.inputs[0])
+            yield encoders[depth - 1].name, stage
+
+    def itertrain(self, train, valid=None, **kwargs):
+        """Pretrain each encoder layer, then train the whole network."""
+        n_inputs = len(self.network.inputs)
+
+        def inputs_only(data):
+            if isinstance(data, (list, tuple)):
+                return list(data[:n_inputs])
+            if callable(data) and not isinstance(data, optimizers.Dataset):
+                return lambda: list(data()[:n_inputs])
+            return data
+
+        for name, stage in self._stages():
+            util.log("unsupervised pretraining: stage {}", name)
+            trainer = OptimizerTrainer(self.subalgo, stage)
+            yield from trainer.itertrain(
+                inputs_only(train), None if valid is None else inputs_only(valid), **kwargs
+            )
+        yield from OptimizerTrainer(self.subalgo, self.network).itertrain(train, valid, **kwargs)
+
+
+class SampleTrainer:
+    """Set feed-forward weights from samples of the data (``algo='sample'``).
+
+    Each feed-forward layer with one input gets, as the columns of its
+    weight matrix, randomly chosen examples of its input (computed through the
+    layers before it), each scaled to unit length. Biases are left alone.
+    Yields one pair of monitors evaluated after sampling.
+
+    Parameters
+    ----------
+    network : :class:`theanets.graph.Network`
+    """
+
+    def __init__(self, network):
+        self.network = network
+
+    def itertrain(self, train, valid=None, **kwargs):
+        """Sample the weights, then yield the monitors once."""
+        net = self.network
+        rng = util.resolve_rng(kwargs.get("rng", None) if isinstance(
+            kwargs.get("rng"), (numbers.Integral, np.random.RandomState)) else net.rng)
+        data = _as_data(net, train, "training")
+        if not isinstance(data, list):
+            raise util.ConfigurationError("algo='sample' needs the training data as arrays")
+        n_inputs = len(net.inputs)
+        x = data[0] if n_inputs == 1 else data[:n_inputs]
+        values = net.feed_forward(x)
+        for layer in net.layers:
+            if not isinstance(layer, _layers.Feedforward) or len(layer.inputs) != 1:
+                continue
+            source = np.asarray(values[layer.input_name])
+            source = source.reshape(-1, source.shape[-1])
+            rows = rng.choice(len(source), size=layer.size, replace=len(source) < layer.size)
+            samples = source[rows].T
+            norms = np.linalg.norm(samples, axis=0, keepdims=True)
+            samples = samples / np.where(norms > 0, norms, 1)
+            weight = layer.find("w")
+            weight.set_value(samples.astype(weight.dtype))
+            values = net.feed_forward(x)
+        loss = net.loss_value(*data)
+        monitors = {"loss": loss}
+        yield monitors, dict(monitors)
+
+
+def build_trainer(algo, network, subalgo="rmsprop"):
+    """Return the trainer for an ``algo`` name.
+
+    Parameters
+    ----------
+    algo : str or trainer object
+        An optimizer name, ``'layerwise'``/``'supervised'``,
+        ``'pretrain'``/``'unsupervised'``, ``'sample'``, or an object with an
+        ``itertrain`` method (used as is).
+    network : :class:`theanets.graph.Network`
+    subalgo : str, optional
+        The optimizer used by the pretrainers.
+
+    Returns
+    -------
+    trainer
+    """
+    if hasattr(algo, "itertrain"):
+        return algo
+    if not isinstance(algo, str):
+        raise util.ConfigurationError(f"algo must be a name, got {algo!r}")
+    name = algo.lower()
+    if name == "sample":
+        return SampleTrainer(network)
+    if name.startswith(("layer", "sup")):
+        optimizers.Optimizer.lookup(subalgo)
+        return SupervisedPretrainer(subalgo, network)
+    if name.startswith(("pre", "unsup")):
+        optimizers.Optimizer.lookup(subalgo)
+        return UnsupervisedPretrainer(subalgo, network)
+    if not optimizers.Optimizer.is_registered(name):
+        choices = optimizers.Optimizer.registered_names() + ["layerwise", "pretrain", "sample"]
+        raise util.ConfigurationError(
+            f"unknown training algorithm {algo!r}.{util.closest_match(name, choices)} "
+            f"Valid names: {', '.join(choices)}"
+        )
+    return OptimizerTrainer(name, network)
+
+
+def _progress_path(pattern):
+    return pattern.format(int(time.time())) if "{}" in pattern else pattern
+
+
+def itertrain(network, train, valid=None, algo="rmsprop", subalgo="rmsprop", save_every=0,
+              save_progress=None, **kwargs):
+    """Train a network, yielding monitor values after every epoch.
+
+    Parameters
+    ----------
+    network : :class:`theanets.graph.Network`
+    train : list of arrays, callable or :class:`theanets.optimizers.Dataset`
+        Training data: inputs, then targets, then weights (for weighted
+        losses), in the order of ``network.variables``; ``scipy.sparse``
+        matrices for sparse inputs; or a callable returning one batch.
+    valid : same kinds as ``train``, optional
+        Validation data; defaults to the training data.
+    algo : str, optional
+        Training algorithm (default ``'rmsprop'``); see the module docs.
+    subalgo : str, optional
+        Optimizer used by the pretrainers (default ``'rmsprop'``).
+    save_every : int or float, optional
+        With ``save_progress``: an int saves every that many epochs, a float
+        every that many minutes; 0 saves only when training ends.
+    save_progress : str, optional
+        File name for saving the model while training; ``{}`` in it is
+        replaced by the current Unix time. Files are written atomically.
+    **kwargs
+        Optimizer options (``learning_rate``, ``momentum``, ``batch_size``,
+        ``patience``, ...), regularizers (``weight_l2``, ``hidden_dropout``,
+        ...), ``monitors`` and ``monitor_gradients``. ``algorithm=`` is a
+        deprecated spelling of ``algo``.
+
+    Yields
+    ------
+    (dict, dict)
+        Training and validation monitors after each epoch.
+
+    Raises
+    ------
+    ConfigurationError
+        For an unknown algorithm or keyword argument.
+    """
+    if "algorithm" in kwargs:
+        warnings.warn("algorithm= is deprecated; use algo=", DeprecationWarning, stacklevel=3)
+        algo = kwargs.pop("algorithm")
+        if isinstance(algo, (list, tuple)):
+            algo = algo[0]
+    if isinstance(save_every, bool) or not isinstance(save_every, numbers.Real) or save_every < 0:
+        raise util.ConfigurationError(f"save_every must be a number >= 0, got {save_every!r}")
+    trainer = build_trainer(algo, network, subalgo)
+    if not isinstance(trainer, SampleTrainer):
+        check_algo = trainer.algo if isinstance(trainer, OptimizerTrainer) else subalgo
+        _split_kwargs(kwargs, check_algo)
+    kwargs.setdefault("rng", network.rng if isinstance(network.rng, numbers.Integral) else None)
+
+    start = last_save = time.time()
+    epoch = 0
+    for monitors in trainer.itertrain(train, valid, **kwargs):
+        epoch += 1
+        elapsed = time.time() - start
+        train_m, valid_m = monitors
+        util.log(
+            "epoch {}: {} | valid {} ({:.1f}s)",
+            epoch,
+            " ".join(f"{k}={v:.4g}" for k, v in train_m.items()),
+            " ".join(f"{k}={v:.4g}" for k, v in valid_m.items()),
+            elapsed,
+        )
+        yield monitors
+        if save_progress and save_every:
+            due = (
+                epoch % save_every == 0
+                if isinstance(save_every, numbers.Integral)
+                else time.time() - last_save >= 60 * save_every
+            )
+            if due:
+                network.save(_progress_path(save_progress))
+                last_save = time.time()
+    if save_progress:
+        network.save(_progress_path(save_progress))

@@ -638,4 +638,3 @@ class Maxout(Activation):
 
     def __call__(self, x):
         return (x[..., None] * self.slope + self.intercept).max(axis=-1)
-

@@ -448,9 +448,7 @@ class Hinge(CrossEntropy):
     """
 
     def __init__(self, target=None, weight=1.0, weighted=False, output_name="out", margin=0.0):
-        super().__init__(
-            target=target, weight=weight, weighted=weighted, output_name=output_name
-        )
+        super().__init__(target=target, weight=weight, weighted=weighted, output_name=output_name)
         if (
             isinstance(margin, bool)
             or not isinstance(margin, numbers.Real)
@@ -562,9 +560,7 @@ class GaussianLogLikelihood(Loss):
         covar_name="covar",
         covar_eps=1e-3,
     ):
-        super().__init__(
-            target=target, weight=weight, weighted=weighted, output_name=output_name
-        )
+        super().__init__(target=target, weight=weight, weighted=weighted, output_name=output_name)
         self.mean_name = _check_output_name("loss 'gll'", "mean_name", mean_name)
         self.covar_name = _check_output_name("loss 'gll'", "covar_name", covar_name)
         self.covar_eps = _check_positive("loss 'gll'", "covar_eps", covar_eps)
@@ -573,9 +569,7 @@ class GaussianLogLikelihood(Loss):
         mean = self._lookup(outputs, self.mean_name)
         var = abs(self._lookup(outputs, self.covar_name)) + _const(self.covar_eps, mean)
         diff = self._target - mean
-        terms = _const(0.5, mean) * (
-            pt.log(_const(2 * np.pi, mean) * var) + diff * diff / var
-        )
+        terms = _const(0.5, mean) * (pt.log(_const(2 * np.pi, mean) * var) + diff * diff / var)
         if self._weights is None:
             return terms.sum(axis=-1).mean()
         dims = pt.cast(terms.shape[-1], terms.dtype)
@@ -638,12 +632,8 @@ class MaximumMeanDiscrepancy(Loss):
 
     __extra_registration_keys__ = ["mmd"]
 
-    def __init__(
-        self, target=None, weight=1.0, weighted=False, output_name="out", kernel=1
-    ):
-        super().__init__(
-            target=target, weight=weight, weighted=weighted, output_name=output_name
-        )
+    def __init__(self, target=None, weight=1.0, weighted=False, output_name="out", kernel=1):
+        super().__init__(target=target, weight=weight, weighted=weighted, output_name=output_name)
         if not callable(kernel):
             kernel = _check_positive("loss 'mmd'", "kernel", kernel)
         self.kernel = kernel

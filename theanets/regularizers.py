@@ -51,7 +51,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytensor.tensor.random as ptr
 from pytensor.gradient import jacobian
-from pytensor.graph.traversal import ancestors
+from pytensor.graph.traversal import toposort
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.math import Dot
 
@@ -273,8 +273,9 @@ class Regularizer(util.Registrar):
 
     def log(self):
         """Log a one-line description of this regularizer."""
-        util.log("regularizer {}: weight {}, pattern {}", type(self).__name__,
-                 self.weight, self.pattern)
+        util.log(
+            "regularizer {}: weight {}, pattern {}", type(self).__name__, self.weight, self.pattern
+        )
 
     def loss(self, layers, outputs):
         """Compute a scalar term to add to the model's loss.
@@ -339,8 +340,14 @@ class Regularizer(util.Registrar):
             )
         )
         extra = getattr(self, "_stream_index", 0)
-        return (cls.__module__, cls.__qualname__, self.weight, _freeze(self.pattern), options,
-                extra)
+        return (
+            cls.__module__,
+            cls.__qualname__,
+            self.weight,
+            _freeze(self.pattern),
+            options,
+            extra,
+        )
 
     def _check_network(self, network):
         """Warn (or raise) when this regularizer cannot apply to a network.
@@ -366,7 +373,7 @@ class _WeightPenalty:
 
     def _matched_params(self, layers):
         result, seen = [], set()
-        for name, param in util.params_matching(layers, self._effective_pattern()):
+        for _, param in util.params_matching(layers, self._effective_pattern()):
             if param.ndim > 1 and id(param) not in seen:
                 seen.add(id(param))
                 result.append(param)
@@ -488,8 +495,10 @@ class _OutputPenalty:
             return
         pattern = self._effective_pattern(network.layers)
         if not _match_names(network.output_shapes, pattern):
-            what = f"pattern {self.pattern!r}" if self.pattern is not None else (
-                "the default pattern (hidden layers' outputs; this network has none)"
+            what = (
+                f"pattern {self.pattern!r}"
+                if self.pattern is not None
+                else ("the default pattern (hidden layers' outputs; this network has none)")
             )
             _warn(
                 "{}: {} matches no output of this network; outputs: {}",
@@ -661,19 +670,27 @@ class Contractive(_OutputPenalty, Regularizer):
 
     def log(self):
         """Log a one-line description of this regularizer."""
-        util.log("regularizer Contractive: weight {}, pattern {}, wrt {}",
-                 self.weight, self.pattern, self.wrt)
+        util.log(
+            "regularizer Contractive: weight {}, pattern {}, wrt {}",
+            self.weight,
+            self.pattern,
+            self.wrt,
+        )
 
 
 def _dependents(outputs, xs):
-    """The set of ids of variables in the graph of ``outputs`` that depend on ``xs``."""
-    xs_ids = {id(x) for x in xs}
-    from pytensor.graph.traversal import toposort
+    """Ids of the variables in the graph of ``outputs`` that depend differentiably on ``xs``.
 
-    dep = set(xs_ids)
+    Dependence is not followed into integer results (such as ``x.shape``), so
+    a random mask whose size comes from ``x`` does not count as a function of
+    ``x``.
+    """
+    dep = {id(x) for x in xs}
     for node in toposort(outputs, blockers=xs):
         if any(id(i) in dep for i in node.inputs):
-            dep.update(id(o) for o in node.outputs)
+            dep.update(
+                id(o) for o in node.outputs if str(getattr(o, "dtype", "")).startswith("float")
+            )
     return dep
 
 
@@ -751,11 +768,7 @@ def _closed_form_norm(z, xs):
 
 def _vectorized_norm(z, xs):
     r""":math:`\sum_n \|\partial z[n] / \partial x[n]\|_F^2` from the full Jacobian."""
-    dep = _dependents([z], xs)
-    connected = [x for x in xs if id(x) in dep and any(
-        id(i) in dep for node in [None] for i in [])] or [
-        x for x in xs if any(v is x for v in ancestors([z], blockers=xs))
-    ]
+    connected = [x for x in xs if id(z) in _dependents([z], [x])]
     if not connected:
         return z.sum() * 0
     flat = z.sum(axis=0).flatten()
@@ -937,7 +950,8 @@ def _set_default_update(shared, update):
 class _RandomRewrite:
     """Shared code of :class:`BernoulliDropout` and :class:`GaussianNoise`."""
 
-    _NONNEGATIVE_WEIGHT = True
+    # the range of the rate is checked by each class, with its own message
+    _NONNEGATIVE_WEIGHT = False
     _SUFFIX = ""
 
     def __init__(self, pattern="*:out", weight=0.0, rng=None):
@@ -948,7 +962,7 @@ class _RandomRewrite:
         self.rng = _check_seed(rng, f"{type(self).__name__} rng")
         self._stream_index = 0
         self._updates = []
-        self.streams = []
+        self._streams = []
 
     def _stream(self, name):
         """A fresh shared NumPy Generator for the output ``name``.
@@ -966,27 +980,25 @@ class _RandomRewrite:
             return
         for name in _match_names(list(outputs), self.pattern):
             expr = outputs[name]
-            if not getattr(expr, "dtype", "").startswith("float") or not isinstance(
-                expr, pt.TensorVariable
-            ):
+            if not isinstance(expr, pt.TensorVariable):
+                _warn(
+                    "{}: cannot change {!r}, which is not a dense tensor", type(self).__name__, name
+                )
+                continue
+            if not expr.dtype.startswith("float"):
                 continue
             stream = self._stream(name)
             new, next_state = self._rewrite(expr, stream)
             self._updates.append((stream, next_state))
             _set_default_update(stream, next_state)
-            self.streams.append(stream)
+            self._streams.append(stream)
             new.name = name
-            outputs[name + self._SUFFIX] = expr
+            outputs.setdefault(name + self._SUFFIX, expr)
             outputs[name] = new
 
     def pop_updates(self):
         updates, self._updates = self._updates, []
         return updates
-
-    def cache_key(self):
-        base = super().cache_key()
-        # `streams` holds graph state, not configuration
-        return base[:4] + (tuple(o for o in base[4] if o[0] != "streams"),) + base[5:]
 
     def _check_network(self, network):
         if self.weight and not _match_names(network.output_shapes, self.pattern):
@@ -999,8 +1011,10 @@ class _RandomRewrite:
             )
 
     def __repr__(self):
-        return (f"{type(self).__name__}(pattern={self.pattern!r}, weight={self.weight!r}, "
-                f"rng={self.rng!r})")
+        return (
+            f"{type(self).__name__}(pattern={self.pattern!r}, weight={self.weight!r}, "
+            f"rng={self.rng!r})"
+        )
 
 
 class BernoulliDropout(_RandomRewrite, Regularizer):
@@ -1067,9 +1081,9 @@ class BernoulliDropout(_RandomRewrite, Regularizer):
 
     def _rewrite(self, expr, stream):
         keep = 1.0 - self.weight
-        mask = ptr.bernoulli(keep, size=expr.shape, rng=stream)
+        next_state, mask = ptr.bernoulli(keep, size=expr.shape, rng=stream, return_next_rng=True)
         scale = np.asarray(1.0 / keep, dtype=expr.dtype)
-        return expr * pt.cast(mask, expr.dtype) * scale, mask.owner.outputs[0]
+        return expr * pt.cast(mask, expr.dtype) * scale, next_state
 
 
 class GaussianNoise(_RandomRewrite, Regularizer):
@@ -1110,13 +1124,14 @@ class GaussianNoise(_RandomRewrite, Regularizer):
     def _check_rate(self):
         if self.weight < 0:
             raise util.ConfigurationError(
-                f"GaussianNoise: the standard deviation (weight) must be >= 0, got "
-                f"{self.weight!r}"
+                f"GaussianNoise: the standard deviation (weight) must be >= 0, got {self.weight!r}"
             )
 
     def _rewrite(self, expr, stream):
-        noise = ptr.normal(0.0, self.weight, size=expr.shape, rng=stream, dtype=expr.dtype)
-        return expr + noise, noise.owner.outputs[0]
+        next_state, noise = ptr.normal(
+            0.0, self.weight, size=expr.shape, rng=stream, dtype=expr.dtype, return_next_rng=True
+        )
+        return expr + noise, next_state
 
 
 # ----------------------------------------------------------------------
@@ -1297,11 +1312,16 @@ def from_kwargs(network, **kwargs):
             if _is_off(value):
                 continue
             if not roles[where]:
-                _warn("{}={!r}: this network has no {} layers; nothing to change",
-                      argname, value, where)
+                _warn(
+                    "{}={!r}: this network has no {} layers; nothing to change",
+                    argname,
+                    value,
+                    where,
+                )
                 continue
-            result.append(_build(cls, value, argname, pattern=_out_patterns(roles[where]),
-                                 rng=seed))
+            result.append(
+                _build(cls, value, argname, pattern=_out_patterns(roles[where]), rng=seed)
+            )
     for kind, cls in (("dropout", BernoulliDropout), ("noise", GaussianNoise)):
         value = kwargs.get(kind)
         if value is None:
@@ -1327,7 +1347,8 @@ def from_kwargs(network, **kwargs):
         if _is_off(value):
             continue
         cls = Regularizer.lookup(key)
-        result.append(_build(cls, value, key, rng=seed))
+        defaults = dict(rng=seed) if issubclass(cls, _RandomRewrite) else {}
+        result.append(_build(cls, value, key, **defaults))
 
     # identical random regularizers would draw identical values: separate them
     counts = {}

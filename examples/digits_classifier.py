@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pytensor  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
@@ -48,6 +49,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     os.makedirs(args.output, exist_ok=True)
+    pytensor.config.floatX = "float32"
 
     train, valid = load_data()
     net = theanets.Classifier([64, (64, "relu"), 10])
@@ -62,7 +64,7 @@ def main(argv=None):
         validate_every=1,
         patience=10,
         max_updates=400 if args.quick else 6000,
-        # weight_l2=1e-5,
+        weight_l2=1e-5,
     ):
         history.append((tm["loss"], vm["loss"], vm.get("acc", np.nan)))
     elapsed = time.time() - start

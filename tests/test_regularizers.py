@@ -328,6 +328,41 @@ def test_contractive_autoencoder_wrt_in(act, data):
     assert value - base == pytest.approx(0.1 * fd_contractive(net, data, acts, "hid2:out"))
 
 
+def test_contractive_multiple_inputs(data):
+    from theanets.layers import Input
+
+    with pytensor.config.change_flags(**F64):
+        net = theanets.Regressor(
+            [
+                Input(size=3, name="a"),
+                Input(size=2, name="b"),
+                dict(size=4, inputs=["a", "b"], activation="tanh"),
+                2,
+            ]
+        )
+    xa, xb = data, data[:, :2] ** 2
+    h = np.tanh(
+        xa @ _param(net, "hid2", "w_a:out")
+        + xb @ _param(net, "hid2", "w_b:out")
+        + _param(net, "hid2", "b")
+    )
+    d2 = (1 - h**2) ** 2
+    col = {k: (_param(net, "hid2", f"w_{k}:out") ** 2).sum(axis=0) for k in "ab"}
+    want = {k: (d2 * col[k]).sum() / len(data) for k in "ab"}
+    outputs, _ = net.build_graph([])
+    for wrt, expected in (("*", want["a"] + want["b"]), ("a", want["a"]), ("b:out", want["b"])):
+        reg = R.Contractive(weight=1, wrt=wrt)
+        expr = reg.loss(net.layers, outputs)
+        xs = [layer.variable for layer in reg._matched_inputs(net.layers)]
+        full = R.jacobian_norm(outputs["hid2:out"], xs, closed_form=False)
+        with pytensor.config.change_flags(**F64):
+            got, check = pytensor.function(net.inputs, [expr, full])(xa, xb)
+        assert got == pytest.approx(expected, rel=1e-10), wrt
+        assert check == pytest.approx(expected, rel=1e-10), wrt
+    regs = R.from_kwargs(net, input_dropout=0.2)
+    assert regs[0].pattern == ("a:out", "b:out")
+
+
 def test_contractive_wrt_nothing_is_zero(net3, data):
     reg = R.Contractive(weight=1, wrt="other")
     assert reg.loss(net3.layers, net3.build_graph([reg])[0]) == 0

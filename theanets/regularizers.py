@@ -68,6 +68,7 @@ __all__ = [
     "BernoulliDropout",
     "GaussianNoise",
     "DEFAULT_SEED",
+    "jacobian_norm",
     "from_kwargs",
     "known_kwargs",
 ]
@@ -239,13 +240,14 @@ class Regularizer(util.Registrar):
 
     Examples
     --------
-    A custom regularizer that penalises short weight columns:
+    A custom regularizer that penalises short weight columns, usable at once
+    as ``net.train(..., shortcolumns=0.001)``:
 
-    >>> class WeightInverse(Regularizer):
+    >>> class ShortColumns(Regularizer):
     ...     def loss(self, layers, outputs):
     ...         return sum((1 / (p * p).sum(axis=0)).sum()
-    ...                    for l in layers for p in l.params if p.ndim == 2)
-    >>> Regularizer.is_registered('weightinverse')
+    ...                    for layer in layers for p in layer.params if p.ndim == 2)
+    >>> Regularizer.is_registered('shortcolumns')
     True
     """
 

@@ -339,3 +339,37 @@ def test_nan_in_score_data():
     net = theanets.Regressor([3, 2])
     with pytest.raises(ValueError, match="NaN"):
         net.score(np.zeros((2, 3)), np.array([[0, np.nan], [0, 0]]))
+
+
+# ----------------------------------------------------------------------
+# compatibility helpers
+
+
+def test_experiment_wrapper(tmp_path, regression_data):
+    exp = theanets.Experiment(theanets.Regressor, [4, 3])
+    exp.train(list(regression_data), algo="sgd", max_updates=2)
+    path = str(tmp_path / "exp.pkl")
+    exp.save(path)
+    again = theanets.Experiment(path)
+    x = regression_data[0]
+    np.testing.assert_allclose(again.network.predict(x), exp.network.predict(x))
+    assert theanets.Experiment(exp.network).network is exp.network
+    with pytest.raises(ConfigurationError, match="Experiment needs"):
+        theanets.Experiment(3)
+
+
+def test_classify_is_deprecated():
+    net = theanets.Classifier([3, 2])
+    with pytest.warns(DeprecationWarning, match="predict"):
+        net.classify(np.zeros((1, 3)))
+
+
+def test_num_params():
+    assert theanets.Regressor([3, 4, 2]).num_params == 3 * 4 + 4 + 4 * 2 + 2
+
+
+def test_default_mode_predict_matches_numpy(default_mode):
+    net = theanets.Regressor([3, (4, "tanh"), 2])
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    w1, b1, w2, b2 = [p.get_value() for p in net.params]
+    np.testing.assert_allclose(net.predict(x), np.tanh(x @ w1 + b1) @ w2 + b2, rtol=1e-5)

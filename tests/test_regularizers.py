@@ -698,3 +698,35 @@ def test_training_hidden_l1_sparsifies(train_data, default_mode):
     h_plain = plain.feed_forward(x)["hid1:out"]
     h_sparse = sparse.feed_forward(x)["hid1:out"]
     assert np.mean(abs(h_sparse)) < 0.8 * np.mean(abs(h_plain))
+
+
+def test_rnn_layer_recurrent_penalties_and_contractive():
+    """On a real recurrent layer: penalties against NumPy, the Jacobian (through
+    scan) against finite differences of the network's own predictions."""
+    from theanets import recurrent
+
+    with pytensor.config.change_flags(**F64):
+        net = recurrent.Regressor([3, (4, "rnn"), 2])
+        x = np.random.default_rng(2).normal(size=(2, 5, 3))
+        y = np.zeros((2, 5, 2))
+        values = net.feed_forward(x)
+        h, pre = values["hid1:out"], values["hid1:pre"]
+        sq = (h**2).sum(axis=-1)
+        base = net.loss_value(x, y)
+        got = net.loss_value(x, y, recurrent_norm=dict(weight=1, pattern="hid1:out"))
+        assert got - base == pytest.approx(np.mean((sq[:, 1:] - sq[:, :-1]) ** 2))
+        got = net.loss_value(x, y, recurrent_state=dict(weight=1, pattern="hid1:*"))
+        # the glob matches 'hid1:out' and 'hid1:pre': their mean
+        state = [np.mean((z[:, 1:] - z[:, :-1]) ** 2) for z in (h, pre)]
+        assert got - base == pytest.approx(np.mean(state))
+        total, eps = 0.0, 1e-6
+        for n in range(2):
+            for t in range(5):
+                for d in range(3):
+                    e = np.zeros((1, 5, 3))
+                    e[0, t, d] = eps
+                    hi = net.feed_forward(x[n : n + 1] + e)["hid1:out"]
+                    lo = net.feed_forward(x[n : n + 1] - e)["hid1:out"]
+                    total += np.sum(((hi - lo) / (2 * eps)) ** 2)
+        got = net.loss_value(x, y, contractive=1.0)
+        assert got - base == pytest.approx(total / 2, rel=1e-6)

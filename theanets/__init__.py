@@ -21,6 +21,7 @@ from .feedforward import Autoencoder, Classifier, Regressor  # noqa: E402
 from .graph import Network  # noqa: E402
 from .layers import Layer  # noqa: E402
 from .losses import Loss  # noqa: E402
+from .main import Experiment  # noqa: E402
 from .regularizers import Regularizer  # noqa: E402
 from .util import ConfigurationError, log  # noqa: E402
 
@@ -31,6 +32,7 @@ __all__ = [
     "Autoencoder",
     "Classifier",
     "ConfigurationError",
+    "Experiment",
     "Layer",
     "Loss",
     "Network",

@@ -1,5 +1,7 @@
 """Feed-forward models: :class:`Regressor`, :class:`Classifier`, :class:`Autoencoder`."""
 
+import warnings
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -137,7 +139,13 @@ class Classifier(graph.Network):
         return np.argmax(self.predict_proba(x, **kwargs), axis=-1)
 
     def classify(self, x, **kwargs):
-        """Same as :meth:`predict` (kept for compatibility)."""
+        """Same as :meth:`predict`; deprecated.
+
+        Warns
+        -----
+        DeprecationWarning
+        """
+        warnings.warn("classify() is deprecated; use predict()", DeprecationWarning, stacklevel=2)
         return self.predict(x, **kwargs)
 
     def predict_proba(self, x, **kwargs):

@@ -314,6 +314,11 @@ class Network:
                     result.append(param)
         return result
 
+    @property
+    def num_params(self):
+        """Total number of scalar values in the network's parameters."""
+        return int(sum(np.prod(p.get_value(borrow=True).shape) for p in self.params))
+
     def find_layer(self, which):
         """Return a layer by name or index.
 

@@ -19,7 +19,6 @@ import json
 import tempfile
 
 import numpy as np
-
 from _common import interleaved, ratio, record, run_python, set_float32, torch_or_none
 
 SIZES = [784, 512, 512, 10]

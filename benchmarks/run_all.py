@@ -71,7 +71,14 @@ def main():
         lines.append("")
     for script, (code, elapsed, stdout) in outputs.items():
         status = "ok" if code == 0 else f"failed (exit {code})"
-        lines += [f"### `{script}`: {status}, {elapsed:.0f} s", "", "```", stdout[-3000:], "```", ""]
+        lines += [
+            f"### `{script}`: {status}, {elapsed:.0f} s",
+            "",
+            "```",
+            stdout[-3000:],
+            "```",
+            "",
+        ]
     with open(os.path.join(HERE, "RESULTS.md"), "w") as handle:
         handle.write("\n".join(lines))
     print("wrote benchmarks/RESULTS.md")

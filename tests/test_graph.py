@@ -77,7 +77,14 @@ def test_tied_partner_found_automatically_and_output_named_out():
     assert names == ["in", "hid1", "hid2", "hid3", "out"]
     assert net.layers[3].partner is net.layers[2]
     assert net.layers[4].partner is net.layers[1]
-    assert [p.name for p in net.params] == ["hid1.w", "hid1.b", "hid2.w", "hid2.b", "hid3.b", "out.b"]
+    assert [p.name for p in net.params] == [
+        "hid1.w",
+        "hid1.b",
+        "hid2.w",
+        "hid2.b",
+        "hid3.b",
+        "out.b",
+    ]
 
 
 def test_feed_forward_returns_scoped_outputs():

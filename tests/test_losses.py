@@ -83,8 +83,10 @@ def np_hinge(o, labels, w=None, margin=0.0):
 
 def np_kl(o, t, w=None):
     tc, oc = np.clip(t, EPS, 1 - EPS), np.clip(o, EPS, 1 - EPS)
-    terms = np.abs(tc * np.log(tc / oc))
-    return terms.mean() if w is None else (w * terms).sum() / w.sum()
+    terms = tc * np.log(tc / oc)
+    if w is None:
+        return terms.sum(axis=-1).mean()
+    return t.shape[-1] * (w * terms).sum() / w.sum()
 
 
 def np_gll(mean, covar, t, w=None, eps=1e-3):

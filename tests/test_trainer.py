@@ -43,8 +43,13 @@ def test_classifier_and_autoencoder_learn(algo, classification_data, regression_
 
 def test_train_returns_monitors_with_accuracy(classification_data):
     net = theanets.Classifier([4, (8, "tanh"), 3])
-    tm, vm = net.train(list(classification_data), algo="adam", learning_rate=0.01,
-                       max_updates=30, monitors={"hid1:out": (0.1, 0.9)})
+    tm, vm = net.train(
+        list(classification_data),
+        algo="adam",
+        learning_rate=0.01,
+        max_updates=30,
+        monitors={"hid1:out": (0.1, 0.9)},
+    )
     for monitors in (tm, vm):
         assert {"loss", "err", "acc", "hid1:out<0.1", "hid1:out<0.9"} <= set(monitors)
         assert 0 <= monitors["acc"] <= 1
@@ -53,8 +58,17 @@ def test_train_returns_monitors_with_accuracy(classification_data):
 
 def test_itertrain_yields_per_epoch_and_validation_repeats(regression_data):
     net = theanets.Regressor([4, 3])
-    pairs = list(net.itertrain(list(regression_data), algo="sgd", learning_rate=0.01,
-                               batch_size=32, validate_every=3, max_updates=12, patience=100))
+    pairs = list(
+        net.itertrain(
+            list(regression_data),
+            algo="sgd",
+            learning_rate=0.01,
+            batch_size=32,
+            validate_every=3,
+            max_updates=12,
+            patience=100,
+        )
+    )
     assert len(pairs) == 6
     assert pairs[0][1] == pairs[1][1] == pairs[2][1]
 
@@ -137,8 +151,17 @@ def test_pretrainers(algo, classification_data):
     w1 = net.find("hid1", "w").get_value().copy()
     data = list(classification_data)
     before = net.loss_value(*data)
-    stages = list(net.itertrain(data, algo=algo, subalgo="adam", learning_rate=0.01,
-                                max_updates=40, validate_every=100, batch_size=90))
+    stages = list(
+        net.itertrain(
+            data,
+            algo=algo,
+            subalgo="adam",
+            learning_rate=0.01,
+            max_updates=40,
+            validate_every=100,
+            batch_size=90,
+        )
+    )
     assert len(stages) >= 3
     assert not np.allclose(net.find("hid1", "w").get_value(), w1)
     assert [layer.name for layer in net.layers] == ["in", "hid1", "hid2", "out"]
@@ -160,10 +183,17 @@ def test_sample_trainer_sets_unit_columns(regression_data):
 def test_save_progress(tmp_path, regression_data):
     net = theanets.Regressor([4, 3])
     pattern = str(tmp_path / "model-{}.pkl")
-    net.train(list(regression_data), algo="sgd", max_updates=8, batch_size=32,
-              save_progress=pattern, save_every=2)
+    net.train(
+        list(regression_data),
+        algo="sgd",
+        max_updates=8,
+        batch_size=32,
+        save_progress=pattern,
+        save_every=2,
+    )
     files = sorted(os.listdir(tmp_path))
     assert files and all(f.startswith("model-") and f.endswith(".pkl") for f in files)
     loaded = theanets.Network.load(str(tmp_path / files[-1]))
-    np.testing.assert_allclose(loaded.predict(regression_data[0]),
-                               net.predict(regression_data[0]), rtol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(regression_data[0]), net.predict(regression_data[0]), rtol=1e-6
+    )

@@ -14,8 +14,14 @@ from ._blas import configure_blas as _configure_blas
 
 _configure_blas()
 
-from . import activations, layers, losses, regularizers, util  # noqa: E402
-from . import recurrent  # noqa: E402
+from . import (  # noqa: E402
+    activations,
+    layers,
+    losses,
+    recurrent,  # noqa: E402
+    regularizers,
+    util,
+)
 from .activations import Activation  # noqa: E402
 from .feedforward import Autoencoder, Classifier, Regressor  # noqa: E402
 from .graph import Network  # noqa: E402

@@ -62,7 +62,9 @@ class Regressor(graph.Network):
         prediction = self.predict(x, **kwargs)
         y = np.asarray(y, dtype=prediction.dtype)
         if y.shape != prediction.shape:
-            raise ValueError(f"score: y has shape {y.shape}, the network predicts {prediction.shape}")
+            raise ValueError(
+                f"score: y has shape {y.shape}, the network predicts {prediction.shape}"
+            )
         self._check_finite([np.asarray(d) for d in data[1:]], names[1:])
         return _r_squared(y, prediction, None if w is None else np.asarray(w, prediction.dtype))
 
@@ -106,8 +108,9 @@ class Classifier(graph.Network):
     def monitors(self, **kwargs):
         """Return monitors: ``err``, ``acc`` (accuracy), then any requested ones."""
         result = super().monitors(**kwargs)
-        regs = self._regularizers({k: v for k, v in kwargs.items() if k != "monitors"},
-                                  "monitors()")
+        regs = self._regularizers(
+            {k: v for k, v in kwargs.items() if k != "monitors"}, "monitors()"
+        )
         outputs, _ = self.build_graph(regs)
         labels = [v for v in self.variables if v.dtype.startswith("int")]
         if labels:

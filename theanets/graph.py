@@ -634,9 +634,7 @@ class Network:
         n_in = len(self.inputs)
         if len(data) != len(variables):
             names = [v.name for v in variables]
-            raise ValueError(
-                f"{what}: expected {len(variables)} arrays {names}, got {len(data)}"
-            )
+            raise ValueError(f"{what}: expected {len(variables)} arrays {names}, got {len(data)}")
         inputs = self._input_arrays(list(data[:n_in]) if n_in > 1 else data[0], what)
         rest = []
         for var, array in zip(variables[n_in:], data[n_in:]):
@@ -660,8 +658,10 @@ class Network:
             )
         if var.dtype.startswith("int"):
             if array.dtype.kind not in "iu":
-                if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(
-                    array == np.round(array)
+                if (
+                    array.dtype.kind == "f"
+                    and np.all(np.isfinite(array))
+                    and np.all(array == np.round(array))
                 ):
                     array = array.astype("int64")
                 else:
@@ -687,8 +687,16 @@ class Network:
     # ------------------------------------------------------------------
     # training (see theanets.trainer)
 
-    def itertrain(self, train, valid=None, algo="rmsprop", subalgo="rmsprop", save_every=0,
-                  save_progress=None, **kwargs):
+    def itertrain(
+        self,
+        train,
+        valid=None,
+        algo="rmsprop",
+        subalgo="rmsprop",
+        save_every=0,
+        save_progress=None,
+        **kwargs,
+    ):
         """Train the network, yielding monitor values after each epoch.
 
         See :func:`theanets.trainer.itertrain` for every argument.
@@ -701,8 +709,14 @@ class Network:
         from . import trainer
 
         yield from trainer.itertrain(
-            self, train, valid=valid, algo=algo, subalgo=subalgo, save_every=save_every,
-            save_progress=save_progress, **kwargs
+            self,
+            train,
+            valid=valid,
+            algo=algo,
+            subalgo=subalgo,
+            save_every=save_every,
+            save_progress=save_progress,
+            **kwargs,
         )
 
     def train(self, *args, **kwargs):
@@ -715,10 +729,10 @@ class Network:
         (dict, dict)
             Training and validation monitor values from the last epoch.
         """
-        monitors = ({}, {})
-        for monitors in self.itertrain(*args, **kwargs):
-            pass
-        return monitors
+        last = ({}, {})
+        for pair in self.itertrain(*args, **kwargs):
+            last = pair
+        return last
 
     # ------------------------------------------------------------------
     # persistence (see theanets.serialization)

@@ -482,16 +482,19 @@ class KullbackLeiblerDivergence(Loss):
 
     Notes
     -----
-    As in theanets 0.7, the terms of the divergence are taken one element at
-    a time, their magnitudes averaged over all :math:`N` elements (so the
-    result is the divergence divided by the number of classes when every
-    term is non-negative), with probabilities clipped to
-    :math:`[\epsilon, 1 - \epsilon]`, :math:`\epsilon = 10^{-8}`:
+    With probabilities clipped to :math:`[\epsilon, 1 - \epsilon]`,
+    :math:`\epsilon = 10^{-8}`, inside the logarithms, the loss is the mean
+    over the :math:`N` examples (and time steps) of the divergence of the
+    output distribution :math:`o` from the target distribution :math:`t`:
 
     .. math::
-       \mathcal{L} = \frac{1}{N} \sum_i \left| t_i \log \frac{t_i}{o_i} \right|
+       \mathcal{L} = \frac{1}{N} \sum_n \sum_k t_{nk} \log \frac{t_{nk}}{o_{nk}}
 
-    Weighted: :math:`\sum_i |w_i\, t_i \log (t_i / o_i)| / \sum_i w_i`.
+    Weighted, each term is multiplied by its weight and the sum is divided
+    by the mean weight per distribution, :math:`K \sum w t \log(t/o) / \sum w`
+    for :math:`K` classes, so that unit weights give the unweighted value.
+    Theano-era theanets averaged the absolute value of each term over all
+    elements instead, which is not the divergence; this is fixed here.
     """
 
     __extra_registration_keys__ = ["kl", "kld"]
@@ -504,10 +507,10 @@ class KullbackLeiblerDivergence(Loss):
         return t * (pt.log(t) - pt.log(o))
 
     def _average(self, elementwise):
+        classes = pt.cast(elementwise.shape[-1], elementwise.dtype)
         if self._weights is None:
-            return abs(elementwise).mean()
-        w = self._weights.flatten()
-        return abs(w * elementwise.flatten()).sum() / w.sum()
+            return elementwise.mean() * classes
+        return classes * (self._weights * elementwise).sum() / self._weights.sum()
 
 
 class GaussianLogLikelihood(Loss):

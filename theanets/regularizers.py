@@ -1280,10 +1280,13 @@ def from_kwargs(network, **kwargs):
 
     Examples
     --------
-    >>> net = theanets.Regressor([4, 8, 2])                      # doctest: +SKIP
-    >>> from_kwargs(net, weight_l2=1e-4, hidden_dropout=0.5, learning_rate=0.1)
-    ...                                                          # doctest: +SKIP
-    [BernoulliDropout(pattern=('hid1:out',), weight=0.5, rng=13), WeightL2(...)]
+    >>> from theanets import Regressor
+    >>> net = Regressor([4, 8, 2])
+    >>> regs = from_kwargs(net, weight_l2=1e-4, hidden_dropout=0.5, learning_rate=0.1)
+    >>> regs[0]
+    BernoulliDropout(pattern=('hid1:out',), weight=0.5, rng=13)
+    >>> regs[1]
+    WeightL2(pattern=None, weight=0.0001)
     """
     kwargs = dict(kwargs)
     result = []

@@ -101,7 +101,9 @@ def restore_network(network, state):
     for name, value in values.items():
         want = params[name].get_value(borrow=True)
         if want.shape != np.shape(value):
-            raise ValueError(f"parameter {name}: saved shape {np.shape(value)}, expected {want.shape}")
+            raise ValueError(
+                f"parameter {name}: saved shape {np.shape(value)}, expected {want.shape}"
+            )
         params[name].set_value(np.asarray(value, dtype=want.dtype))
 
 
@@ -217,7 +219,7 @@ def _state_from_npz_bytes(data):
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         state = json.loads(str(archive["__spec__"]))
         state["params"] = {
-            key[len("param/"):]: archive[key] for key in archive.files if key.startswith("param/")
+            key[len("param/") :]: archive[key] for key in archive.files if key.startswith("param/")
         }
     return state
 

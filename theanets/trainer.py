@@ -30,8 +30,14 @@ from . import layers as _layers
 from . import losses as _losses
 from . import optimizers, regularizers, util
 
-__all__ = ["itertrain", "build_trainer", "SupervisedPretrainer", "UnsupervisedPretrainer",
-           "SampleTrainer", "OptimizerTrainer"]
+__all__ = [
+    "itertrain",
+    "build_trainer",
+    "SupervisedPretrainer",
+    "UnsupervisedPretrainer",
+    "SampleTrainer",
+    "OptimizerTrainer",
+]
 
 #: Keyword arguments handled by the trainer itself.
 TRAINER_KWARGS = ("monitors", "monitor_gradients")
@@ -270,8 +276,11 @@ class SampleTrainer:
     def itertrain(self, train, valid=None, **kwargs):
         """Sample the weights, then yield the monitors once."""
         net = self.network
-        rng = util.resolve_rng(kwargs.get("rng", None) if isinstance(
-            kwargs.get("rng"), (numbers.Integral, np.random.RandomState)) else net.rng)
+        rng = util.resolve_rng(
+            kwargs.get("rng", None)
+            if isinstance(kwargs.get("rng"), (numbers.Integral, np.random.RandomState))
+            else net.rng
+        )
         data = _as_data(net, train, "training")
         if not isinstance(data, list):
             raise util.ConfigurationError("algo='sample' needs the training data as arrays")
@@ -338,8 +347,16 @@ def _progress_path(pattern):
     return pattern.format(int(time.time())) if "{}" in pattern else pattern
 
 
-def itertrain(network, train, valid=None, algo="rmsprop", subalgo="rmsprop", save_every=0,
-              save_progress=None, **kwargs):
+def itertrain(
+    network,
+    train,
+    valid=None,
+    algo="rmsprop",
+    subalgo="rmsprop",
+    save_every=0,
+    save_progress=None,
+    **kwargs,
+):
     """Train a network, yielding monitor values after every epoch.
 
     Parameters

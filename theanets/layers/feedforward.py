@@ -77,7 +77,9 @@ class Tied(Layer):
         The layer whose weights are shared.
     """
 
-    def __init__(self, partner=None, size=None, inputs=None, name=None, activation="relu", **kwargs):
+    def __init__(
+        self, partner=None, size=None, inputs=None, name=None, activation="relu", **kwargs
+    ):
         if partner is None:
             raise util.ConfigurationError(f"tied layer {name!r} needs a partner layer")
         self.partner = partner

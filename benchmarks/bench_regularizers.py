@@ -17,6 +17,10 @@ Usage::
     python benchmarks/bench_regularizers.py [--rounds 7] [--steps 20]
         [--activation sigmoid] [--jacobian]
 
+On a busy machine, pin BLAS to one thread (``OMP_NUM_THREADS=1
+OPENBLAS_NUM_THREADS=1``): multi-threaded matrix products that compete for
+cores make every timing erratic.
+
 ``--jacobian`` also times the contractive penalty computed through the
 general (vectorized Jacobian) path instead of the closed form, to show why
 the closed form is used where it applies.

@@ -197,3 +197,13 @@ def test_save_progress(tmp_path, regression_data):
     np.testing.assert_allclose(
         loaded.predict(regression_data[0]), net.predict(regression_data[0]), rtol=1e-6
     )
+
+
+def test_progress_bar_option(regression_data, capsys):
+    net = theanets.Regressor([4, 3])
+    net.train(list(regression_data), algo="sgd", max_updates=4, batch_size=16, progress=True)
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return
+    assert "batch" in capsys.readouterr().err

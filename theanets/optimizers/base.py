@@ -50,6 +50,7 @@ BASE_DEFAULTS = {
     "train_batches": None,
     "valid_batches": None,
     "rng": None,
+    "progress": False,
 }
 
 #: Deprecated spellings accepted for compatibility, mapped to their new names.
@@ -645,6 +646,19 @@ class Optimizer(util.Registrar):
                     batch[i] = x.astype(dtype)
             yield batch
 
+    @staticmethod
+    def _progress(batches, dataset, config, epoch):
+        """Wrap an epoch's batches in a ``tqdm`` progress bar when asked and installed."""
+        if not config.get("progress"):
+            return batches
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            util.log("progress=True needs the optional tqdm package; no progress bar shown")
+            return batches
+        total = len(dataset) if hasattr(dataset, "__len__") else None
+        return tqdm(batches, total=total, desc=f"epoch {epoch + 1}", leave=False, unit="batch")
+
     def _input_names(self):
         return ", ".join(str(v.name or f"input{i}") for i, v in enumerate(self._inputs))
 
@@ -744,7 +758,9 @@ class Optimizer(util.Registrar):
             - ``patience`` (5), ``validate_every`` (10), ``min_improvement`` (0);
             - ``batch_size`` (32), ``train_batches``, ``valid_batches`` (None:
               all batches), ``rng`` (None; seeds shuffling and, for ESGD, the
-              random probe vectors).
+              random probe vectors);
+            - ``progress`` (False): show a progress bar over each epoch's
+              batches, if the optional ``tqdm`` package is installed.
 
         Returns
         -------
@@ -859,7 +875,7 @@ class Optimizer(util.Registrar):
                         util.log("patience elapsed after {} validations", validations)
                         break
                 values = []
-                for batch in self._batches(train):
+                for batch in self._progress(self._batches(train), train, config, epoch):
                     out = step(*batch)
                     values.append(out)
                     updates += 1

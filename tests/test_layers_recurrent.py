@@ -480,7 +480,7 @@ CASES = {
                  lambda x, p, L, **s: np_gru(x, p, np.tanh, back=True, **s)),
     "clockwork": (dict(form="clockwork", periods=(1, 2, 3), size=6, activation="tanh"),
                   lambda x, p, L, **s: np_clockwork(x, p, np.tanh, (1, 2, 3), **s)),
-    "clockwork_back": (dict(form="clockwork", periods=(2, 1), activation="tanh",
+    "clockwork_back": (dict(form="clockwork", periods=(2, 1), size=4, activation="tanh",
                             direction="back"),
                        lambda x, p, L, **s: np_clockwork(x, p, np.tanh, (2, 1), back=True, **s)),
     "mut1": (dict(form="mut1"), lambda x, p, L, **s: np_mut1(x, p, **s)),

@@ -29,6 +29,12 @@ __all__ = ["Network"]
 _COMPAT_KWARGS = ("hidden_activation", "output_activation")
 
 
+def _unique(items):
+    """Drop repeated objects (by identity), keeping the first of each."""
+    seen = set()
+    return [x for x in items if not (id(x) in seen or seen.add(id(x)))]
+
+
 class Network:
     """A neural network: layers, losses, and the graph that connects them.
 
@@ -297,22 +303,12 @@ class Network:
     @property
     def variables(self):
         """All symbolic variables fed with data: inputs, then loss targets and weights."""
-        result = list(self.inputs)
-        for loss in self.losses:
-            for var in loss.variables:
-                if all(var is not v for v in result):
-                    result.append(var)
-        return result
+        return _unique(list(self.inputs) + [v for loss in self.losses for v in loss.variables])
 
     @property
     def params(self):
         """Every parameter of the network, in layer order, without repeats."""
-        result = []
-        for layer in self.layers:
-            for param in layer.params:
-                if all(param is not p for p in result):
-                    result.append(param)
-        return result
+        return _unique([param for layer in self.layers for param in layer.params])
 
     @property
     def num_params(self):

@@ -140,7 +140,27 @@ def _stage_network(network, stage_layers, loss_output):
     return stage
 
 
-class SupervisedPretrainer:
+class _StagedTrainer:
+    """Base of the pretrainers: train a sequence of stage networks in turn."""
+
+    #: Label used in log lines.
+    label = "stage"
+
+    def __init__(self, subalgo, network):
+        self.subalgo = subalgo
+        self.network = network
+
+    def _stages(self):
+        raise NotImplementedError
+
+    def _run_stages(self, train, valid, kwargs):
+        for name, stage in self._stages():
+            util.log("{}: stage {}", self.label, name)
+            trainer = OptimizerTrainer(self.subalgo, stage)
+            yield from trainer.itertrain(train, valid, **kwargs)
+
+
+class SupervisedPretrainer(_StagedTrainer):
     """Greedy supervised layer-by-layer training (``algo='layerwise'``).
 
     For each hidden layer ``i`` in turn, a temporary network made of the
@@ -156,9 +176,7 @@ class SupervisedPretrainer:
     network : :class:`theanets.graph.Network`
     """
 
-    def __init__(self, subalgo, network):
-        self.subalgo = subalgo
-        self.network = network
+    label = "layerwise training"
 
     def _stages(self):
         net = self.network
@@ -184,13 +202,10 @@ class SupervisedPretrainer:
 
     def itertrain(self, train, valid=None, **kwargs):
         """Train each stage in turn, yielding every stage's monitors."""
-        for name, stage in self._stages():
-            util.log("layerwise training: stage {}", name)
-            trainer = OptimizerTrainer(self.subalgo, stage)
-            yield from trainer.itertrain(train, valid, **kwargs)
+        yield from self._run_stages(train, valid, kwargs)
 
 
-class UnsupervisedPretrainer:
+class UnsupervisedPretrainer(_StagedTrainer):
     """Unsupervised pretraining with tied autoencoders (``algo='pretrain'``).
 
     For each hidden layer ``i`` in turn, a temporary autoencoder made of the
@@ -206,9 +221,7 @@ class UnsupervisedPretrainer:
     network : :class:`theanets.graph.Network`
     """
 
-    def __init__(self, subalgo, network):
-        self.subalgo = subalgo
-        self.network = network
+    label = "unsupervised pretraining"
 
     def _stages(self):
         from .feedforward import Autoencoder
@@ -248,12 +261,9 @@ class UnsupervisedPretrainer:
                 return lambda: list(data()[:n_inputs])
             return data
 
-        for name, stage in self._stages():
-            util.log("unsupervised pretraining: stage {}", name)
-            trainer = OptimizerTrainer(self.subalgo, stage)
-            yield from trainer.itertrain(
-                inputs_only(train), None if valid is None else inputs_only(valid), **kwargs
-            )
+        yield from self._run_stages(
+            inputs_only(train), None if valid is None else inputs_only(valid), kwargs
+        )
         yield from OptimizerTrainer(self.subalgo, self.network).itertrain(train, valid, **kwargs)
 
 

@@ -346,6 +346,12 @@ def test_nan_in_score_data():
     net = theanets.Regressor([3, 2])
     with pytest.raises(ValueError, match="NaN"):
         net.score(np.zeros((2, 3)), np.array([[0, np.nan], [0, 0]]))
+    with pytest.raises(ValueError, match="score: input 'in' contains NaN"):
+        net.score(np.full((2, 3), np.inf), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="contains NaN"):
+        theanets.Classifier([3, 2]).score(np.full((2, 3), np.nan), np.array([0, 1]))
+    with pytest.raises(ValueError, match="contains NaN"):
+        theanets.Autoencoder([3, 2, 3]).score(np.full((2, 3), np.nan))
 
 
 # ----------------------------------------------------------------------

@@ -59,7 +59,7 @@ class Regressor(graph.Network):
         """
         data = [x, y] if w is None else [x, y, w]
         names = ["x", "y", "w"][: len(data)]
-        prediction = self.predict(x, **kwargs)
+        prediction = self.predict(self._finite_inputs(x, "score"), **kwargs)
         y = np.asarray(y, dtype=prediction.dtype)
         if y.shape != prediction.shape:
             raise ValueError(
@@ -192,7 +192,7 @@ class Classifier(graph.Network):
         var_name = getattr(var, "name", None) or "y"
         y = self._check_target(var, y, "score")
         self._check_finite([np.asarray(y, float)], [var_name])
-        predicted = self.predict(x, **kwargs)
+        predicted = self.predict(self._finite_inputs(x, "score"), **kwargs)
         if predicted.shape != y.shape:
             raise ValueError(f"score: y has shape {y.shape}, expected {predicted.shape}")
         correct = (predicted == y).astype(float)
@@ -304,7 +304,6 @@ class Autoencoder(graph.Network):
         -------
         float
         """
+        x = self._finite_inputs(x, "score")
         prediction = self.predict(x, **kwargs)
-        x = np.asarray(x, dtype=prediction.dtype)
-        self._check_finite([x], ["x"])
         return _r_squared(x, prediction, None if w is None else np.asarray(w, prediction.dtype))

@@ -601,6 +601,13 @@ class Network:
             if np.asarray(array).dtype.kind == "f" and not np.all(np.isfinite(array)):
                 raise ValueError(f"{name} contains NaN or infinite values")
 
+    def _finite_inputs(self, x, what):
+        """Check input data (shapes, dtypes, no NaN/inf) and return it converted."""
+        arrays = self._input_arrays(x, what)
+        names = [layer.name for layer in self.layers if isinstance(layer, _layers.Input)]
+        self._check_finite(arrays, [f"{what}: input {n!r}" for n in names])
+        return arrays[0] if len(arrays) == 1 else arrays
+
     def loss_value(self, *data, **kwargs):
         """Evaluate the training loss (with regularizers) on data.
 

@@ -137,9 +137,7 @@ def _ldflags(library):
     """
     name = library.name[len("lib") : -len(".so")]
     flags = [f"-L{shlex.quote(str(library.parent))}", f"-l{name}"]
-    flags += [
-        f"-D{p}{r}_={_PREFIX}{p}{r}_" for p in "sd" for r in _ROUTINES
-    ]
+    flags += [f"-D{p}{r}_={_PREFIX}{p}{r}_" for p in "sd" for r in _ROUTINES]
     return " ".join(flags)
 
 
@@ -162,7 +160,9 @@ def configure_blas():
         if _user_chose_blas_flags():
             return None
         library = _find_openblas()
-        if library is None or any(c in str(library) for c in "\"\\"):
+        # PyTensor passes the directory on as "-Wl,-rpath,DIR", which a comma
+        # would split; quotes and backslashes would upset its flag parsing.
+        if library is None or any(c in str(library) for c in ',"\\'):
             return None
         value = _ldflags(library)
         entry = f'blas__ldflags="{value}"'

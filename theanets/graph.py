@@ -235,8 +235,9 @@ class Network:
             A registered loss name (``'mse'``, ``'xe'``, ...) or an instance.
         **kwargs
             Keyword arguments for the loss constructor (``weight``,
-            ``weighted``, ``output_name``, ``target``, ...). The target's
-            number of axes defaults to that of the output the loss reads.
+            ``weighted``, ``output_name``, ``target``, ...). The output
+            defaults to the last layer's main output, and the target's
+            number of axes to that of the output the loss reads.
 
         Returns
         -------
@@ -253,7 +254,7 @@ class Network:
         else:
             if loss is None:
                 raise util.ConfigurationError("add_loss needs a loss name or instance")
-            output_name = kwargs.get("output_name", self.layers[-1].output_name)
+            output_name = kwargs.setdefault("output_name", self.layers[-1].output_name)
             if "target" not in kwargs:
                 kwargs["target"] = self._target_ndim(output_name)
             new = _losses.Loss.build(loss, **self._loss_kwargs(kwargs))

@@ -1,23 +1,746 @@
-"""Reading model files saved by Theano-era theanets (0.7 / 0.8)."""
+"""Reading model files saved by Theano-era theanets (0.7 and 0.8).
 
-__all__ = ["network_from_legacy"]
+theanets 0.7.0 to 0.7.3 and the 0.8 development versions (which pickled models
+the same way, but kept a layer's inputs as a tuple of names and its activation
+name among its keyword arguments) are understood.
+
+Old theanets saved a model by pickling the network object itself: its model
+class (``theanets.feedforward.Regressor``, ...), its layer and loss objects,
+Theano shared variables holding the parameter values, Theano ops used as
+activation functions, NumPy random states and so on. Reading such a file with
+:mod:`pickle` needs Theano and the old theanets classes, and would run
+whatever constructors the file names. This module reads them without either;
+:meth:`theanets.Network.load` uses it automatically.
+
+**How a file is read.** :func:`theanets.serialization.loads` first tries its
+strict :class:`~theanets.serialization.RestrictedUnpickler`. The first
+``theano.*`` global, or ``theanets.*`` name that is not a network class of
+this package (a layer, loss or activation of the old package), raises
+:class:`~theanets.serialization.LegacyPickleError`. In a Theano-era file this
+happens inside the first layer, before any object's state has been applied,
+so none of our classes ever sees the old state. The data are then read again
+by :class:`LegacyUnpickler`, in which every ``theano.*`` and ``theanets.*``
+global becomes an *inert stand-in*: a subclass of :class:`LegacyObject` that
+only records the arguments it is created with and the state the pickle gives
+it. NumPy arrays, dtypes, scalars and random states and the built-in
+containers are rebuilt as usual; any other global raises
+:class:`pickle.UnpicklingError`. So neither old code nor ours runs while the
+file is read, and a crafted file cannot call anything outside this
+allow-list. Finally :func:`network_from_legacy` reads the stand-ins -- model
+class, layers, losses and parameter values -- and builds the equivalent
+network from this package's classes, with identical parameter values.
+
+**Names.** Layer and parameter names are kept as the file has them. theanets
+0.7 named a tied layer ``tied-<partner>`` (so a tied output layer is not
+called ``out``) and its bias ``tied-<partner>.b``; the loaded network keeps
+these names, so parameter names match the old model's exactly.
+
+**What is converted.**
+
+Models
+    ``Network``, ``Regressor``, ``Classifier`` and ``Autoencoder`` from
+    ``theanets.feedforward`` / ``theanets.graph``, and the ``Regressor``,
+    ``Classifier`` and ``Autoencoder`` of ``theanets.recurrent``.
+Layers
+    ``Input``, ``Feedforward``, ``Classifier``, ``Tied``, ``Concatenate``,
+    ``Product``, ``Flatten``, ``Reshape``, ``Conv1``, and the recurrent
+    ``RNN``, ``RRNN``, ``MRNN``, ``LSTM``, ``GRU``, ``Clockwork``, ``MUT1``,
+    ``SCRN`` and ``Bidirectional`` (plus ``LRRNN`` and ``ARRNN`` of theanets
+    0.7.0: ``RRNN`` layers with ``rate='vector'`` and ``rate='matrix'``). The
+    old ``GRU`` kept its input weights and biases per gate (``xh``, ``xr``,
+    ``xz``, ``bh``, ``br``, ``bz``) and the old ``SCRN`` its input weights per
+    part (``xh``, ``xs``); they are joined into the ``w`` and ``b`` of this
+    package's layers. ``Conv1`` filters, saved as ``(filters, channels, 1,
+    k)``, are reshaped where this package's filters lack the singleton axis.
+    Any other class raises :class:`ValueError`.
+Activations
+    The old module-level functions (``_relu``, ``_identity``, ``_softmax``,
+    ``_trel``, ``_rect``, ``_norm_*``), Theano's ``tanh``, ``sigmoid`` and
+    ``softplus`` ops, and the learnable ``Prelu``, ``LGrelu`` and ``Maxout``.
+    The old ``prelu`` and ``lgrelu`` used their ``leak`` and ``gain`` values
+    as they are, this package uses their exponentials: the loaded parameters
+    are the logarithms of the saved ones (a saved value <= 0 cannot be
+    converted and raises :class:`ValueError`).
+Losses
+    Every loss class of the old package (``MeanSquaredError``,
+    ``CrossEntropy``, ...) with its weight, output name, target (a new
+    variable with the right number of axes, or the network input for
+    autoencoders) and weighting.
+Values on a GPU
+    Arrays saved from a GPU (an unpickler call such as
+    ``CudaNdarray_unpickler(array)``) are read from the array they wrap.
+
+**Differences.** theanets 0.7 left the outputs of a layer running backwards in
+time (``direction='back'``, and the backward half of ``Bidirectional``) in
+reversed time order; this package aligns them with the input. Such layers
+load with the same parameters but compute aligned outputs, and a
+:class:`UserWarning` says so.
+"""
+
+import io
+import pickle
+import warnings
+
+import numpy as np
+
+from . import serialization, util
+
+__all__ = ["LegacyObject", "LegacyUnpickler", "legacy_loads", "network_from_legacy"]
+
+
+# ----------------------------------------------------------------------
+# stand-ins and the unpickler
+
+
+class LegacyObject:
+    """An inert record of an object from a Theano-era pickle.
+
+    :class:`LegacyUnpickler` makes one subclass per global the file names
+    (``theano.tensor.sharedvar.TensorSharedVariable``,
+    ``theanets.layers.base.Input``, ...), with that name in ``legacy_path``.
+    Creating an instance, setting its state or adding items only records the
+    data; nothing else happens.
+
+    Attributes
+    ----------
+    legacy_path : str
+        Dotted name of the class (or function) the pickle referred to.
+    legacy_args : tuple
+        Positional arguments the pickle created the object with.
+    legacy_kwargs : dict
+        Keyword arguments the pickle created the object with.
+    legacy_state : object
+        The state given by the pickle (usually the old object's ``__dict__``),
+        or None.
+    legacy_items : list
+        Items appended by the pickle (for list-like objects).
+    legacy_mapping : dict
+        Items set by the pickle (for dict-like objects).
+    """
+
+    legacy_path = "LegacyObject"
+
+    def __new__(cls, *args, **kwargs):
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "legacy_args", args)
+        object.__setattr__(obj, "legacy_kwargs", kwargs)
+        object.__setattr__(obj, "legacy_state", None)
+        object.__setattr__(obj, "legacy_items", [])
+        object.__setattr__(obj, "legacy_mapping", {})
+        return obj
+
+    def __init__(self, *args, **kwargs):
+        pass  # the constructor data were recorded by __new__
+
+    def __setstate__(self, state):
+        """Record the pickled state."""
+        object.__setattr__(self, "legacy_state", state)
+
+    def append(self, item):
+        """Record an item appended by the pickle."""
+        self.legacy_items.append(item)
+
+    def extend(self, items):
+        """Record items appended by the pickle."""
+        self.legacy_items.extend(items)
+
+    def __setitem__(self, key, value):
+        self.legacy_mapping[key] = value
+
+    def __repr__(self):
+        return f"<legacy {self.legacy_path}>"
+
+
+def _reconstructor(cls, base, state):
+    """Safe version of :func:`copyreg._reconstructor` (Python 2 era protocols 0 and 1)."""
+    if isinstance(cls, type) and issubclass(cls, LegacyObject):
+        return cls() if state is None else cls(state)
+    import copyreg
+
+    return copyreg._reconstructor(cls, base, state)
+
+
+class LegacyUnpickler(serialization.RestrictedUnpickler):
+    """Unpickler for Theano-era model files that builds inert stand-ins.
+
+    Globals from ``theano`` and ``theanets`` (old or new, whatever the name)
+    resolve to subclasses of :class:`LegacyObject`, one per name. NumPy
+    arrays, dtypes, scalars and random states and the built-in containers are
+    allowed as in :class:`~theanets.serialization.RestrictedUnpickler`;
+    everything else raises :class:`pickle.UnpicklingError`.
+
+    Parameters
+    ----------
+    file : binary file object
+        The pickle to read. Text pickled by Python 2 is decoded as latin-1,
+        which is what NumPy needs to rebuild arrays from it.
+    """
+
+    def __init__(self, file):
+        super().__init__(file, encoding="latin1")
+        self._stand_ins = {}
+
+    def find_class(self, module, name):
+        """Return a stand-in for Theano and theanets globals, else defer to the allow-list."""
+        module, name = serialization.python3_name(module, name)
+        if module.split(".", 1)[0] in ("theano", "theanets"):
+            path = f"{module}.{name}"
+            if path not in self._stand_ins:
+                self._stand_ins[path] = type(name, (LegacyObject,), {"legacy_path": path})
+            return self._stand_ins[path]
+        if (module, name) == ("copyreg", "_reconstructor"):
+            return _reconstructor
+        return super().find_class(module, name)
+
+
+def legacy_loads(data):
+    """Read a Theano-era pickle into stand-in objects.
+
+    Parameters
+    ----------
+    data : bytes
+        An uncompressed pickle.
+
+    Returns
+    -------
+    object
+        The unpickled object, with :class:`LegacyObject` stand-ins in place of
+        every Theano and theanets object.
+
+    Raises
+    ------
+    pickle.UnpicklingError
+        If the pickle refers to a global outside the allow-list, or cannot be
+        read.
+    """
+    try:
+        return LegacyUnpickler(io.BytesIO(data)).load()
+    except pickle.UnpicklingError:
+        raise
+    except Exception as err:
+        raise pickle.UnpicklingError(
+            f"cannot read this Theano-era model file: {type(err).__name__}: {err}"
+        ) from err
+
+
+# ----------------------------------------------------------------------
+# reading stand-ins
+
+
+def _path(obj):
+    """Dotted name of a stand-in (instance or class), or None for anything else."""
+    if isinstance(obj, LegacyObject) or (isinstance(obj, type) and issubclass(obj, LegacyObject)):
+        return obj.legacy_path
+    return None
+
+
+def _short(obj):
+    path = _path(obj)
+    return None if path is None else path.rpartition(".")[2]
+
+
+def _state(obj, what):
+    """The state dict of a stand-in; ``(dict, slots)`` states are merged."""
+    state = obj.legacy_state if isinstance(obj, LegacyObject) else None
+    if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+        merged = dict(state[0] or {})
+        merged.update(state[1])
+        state = merged
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"{what}: expected a saved {_path(obj) or type(obj).__name__} with attributes, "
+            f"found state {type(state).__name__}"
+        )
+    return state
+
+
+def _array(value):
+    """An ndarray from a saved value (an array, a NumPy scalar, or a device-array stand-in)."""
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, np.generic):
+        return np.asarray(value)
+    if isinstance(value, LegacyObject):
+        # e.g. CudaNdarray_unpickler(ndarray) or GpuArray_unpickler(ndarray, context)
+        for arg in value.legacy_args:
+            if isinstance(arg, np.ndarray):
+                return arg
+    return None
+
+
+def _shared(var, what):
+    """Name and value of a saved Theano shared variable."""
+    state = _state(var, what)
+    name = state.get("name")
+    container = state.get("container")
+    value = None
+    if isinstance(container, LegacyObject):
+        storage = _state(container, f"{what} ({name})").get("storage")
+        if isinstance(storage, (list, tuple)) and storage:
+            value = _array(storage[0])
+    if not isinstance(name, str) or value is None:
+        raise ValueError(f"{what}: cannot read the value of saved shared variable {name!r}")
+    return name, value
+
+
+def _variable_ndim(var):
+    """Number of axes of a saved Theano variable, or None if unknown."""
+    if not isinstance(var, LegacyObject):
+        return None
+    try:
+        state = _state(var, "variable")
+        vtype = _state(state.get("type"), "variable type")
+    except ValueError:
+        return None
+    if "broadcastable" in vtype:
+        return len(vtype["broadcastable"])
+    if isinstance(vtype.get("ndim"), int):
+        return vtype["ndim"]
+    return None
+
+
+# ----------------------------------------------------------------------
+# models, layers, activations, losses
+
+
+_MODELS = {
+    "theanets.graph.Network": ("graph", "Network"),
+    "theanets.feedforward.Network": ("graph", "Network"),
+    "theanets.feedforward.Regressor": ("feedforward", "Regressor"),
+    "theanets.feedforward.Classifier": ("feedforward", "Classifier"),
+    "theanets.feedforward.Autoencoder": ("feedforward", "Autoencoder"),
+    "theanets.recurrent.Regressor": ("recurrent", "Regressor"),
+    "theanets.recurrent.Classifier": ("recurrent", "Classifier"),
+    "theanets.recurrent.Autoencoder": ("recurrent", "Autoencoder"),
+}
+
+#: Old layer class name -> registered layer form in this package.
+_LAYER_FORMS = {
+    "Input": "input",
+    "Feedforward": "feedforward",
+    "Classifier": "classifier",
+    "Tied": "tied",
+    "Concatenate": "concatenate",
+    "Product": "product",
+    "Flatten": "flatten",
+    "Reshape": "reshape",
+    "RNN": "rnn",
+    "RRNN": "rrnn",
+    "LRRNN": "rrnn",  # theanets 0.7.0: an RRNN with rate='vector'
+    "ARRNN": "rrnn",  # theanets 0.7.0: an RRNN with rate='matrix'
+    "MRNN": "mrnn",
+    "LSTM": "lstm",
+    "GRU": "gru",
+    "Clockwork": "clockwork",
+    "MUT1": "mut1",
+    "SCRN": "scrn",
+    "Bidirectional": "bidirectional",
+    "Conv1": "conv1",
+}
+
+#: Layer classes of theanets 0.7.0 that became RRNN options.
+_RATE_CLASSES = {"LRRNN": "vector", "ARRNN": "matrix"}
+
+#: Old module-level activation functions -> activation names here.
+_FUNCTIONS = {
+    "_identity": "linear",
+    "_relu": "relu",
+    "_trel": "rect:min",
+    "_rect": "rect:minmax",
+    "_softmax": "softmax",
+    "_norm_mean": "norm:mean",
+    "_norm_max": "norm:max",
+    "_norm_std": "norm:std",
+    "_norm_z": "norm:z",
+}
+
+#: Theano scalar ops (inside an Elemwise) -> activation names here.
+_SCALAR_OPS = {
+    "Tanh": "tanh",
+    "ScalarSigmoid": "sigmoid",
+    "ScalarSoftplus": "softplus",
+    "Identity": "linear",
+}
+
+#: Names the old package accepted with the same meaning as here.
+_NAMES = {
+    "linear",
+    "tanh",
+    "logistic",
+    "sigmoid",
+    "softmax",
+    "softplus",
+    "relu",
+    "rect:max",
+    "rect:min",
+    "rect:minmax",
+    "norm:mean",
+    "norm:max",
+    "norm:std",
+    "norm:z",
+    "prelu",
+    "leaky-relu",
+    "lgrelu",
+    "leaky-gain-relu",
+}
+
+
+def _model_class(obj):
+    import importlib
+
+    path = _path(obj)
+    if path not in _MODELS:
+        found = path or type(obj).__name__
+        raise ValueError(
+            f"not a theanets model file: found {found}, expected one of the model classes "
+            f"{', '.join(sorted(_MODELS))}"
+        )
+    module, name = _MODELS[path]
+    return getattr(importlib.import_module(f"theanets.{module}"), name)
+
+
+def _activation(state, what):
+    """The activation name here, and its saved parameters, for a saved layer."""
+    act = state.get("activate")
+    short = _short(act)
+    module = (_path(act) or "").rpartition(".")[0]
+    if module == "theanets.activations" and isinstance(act, type):
+        if short in _FUNCTIONS:
+            return _FUNCTIONS[short], []
+    elif module == "theanets.activations" and isinstance(act, LegacyObject):
+        act_state = _state(act, f"{what} activation")
+        params = list(act_state.get("params") or [])
+        if short == "Prelu":
+            return "prelu", params
+        if short == "LGrelu":
+            return "lgrelu", params
+        if short == "Maxout":
+            pieces = act_state.get("pieces") or (act_state.get("kwargs") or {}).get("pieces")
+            if isinstance(pieces, (int, np.integer)):
+                return f"maxout:{int(pieces)}", params
+    elif short == "Elemwise" and isinstance(act, LegacyObject):
+        op = _state(act, f"{what} activation").get("scalar_op")
+        if _short(op) in _SCALAR_OPS:
+            return _SCALAR_OPS[_short(op)], []
+    # 0.7 kept the name as an attribute, the 0.8 development versions in kwargs
+    name = state.get("activation", (state.get("kwargs") or {}).get("activation"))
+    if act is None and isinstance(name, str) and name in _NAMES:
+        return name, []
+    raise ValueError(
+        f"{what}: cannot convert its activation {name!r} (saved as {_path(act) or act!r})"
+    )
+
+
+def _input_names(state, previous, what):
+    """Full output names a saved layer reads; ``'out'`` meant the previous layer."""
+    inputs = state.get("inputs")
+    if isinstance(inputs, dict):
+        names = list(inputs)
+    elif isinstance(inputs, (list, tuple)):
+        names = [i[0] if isinstance(i, (list, tuple)) else i for i in inputs]
+    else:
+        raise ValueError(f"{what}: cannot read its inputs {inputs!r}")
+    result = []
+    for name in names:
+        if name == "out":
+            if previous is None:
+                raise ValueError(f"{what}: reads the previous layer, but it is the first one")
+            name = f"{previous}:out"
+        if not isinstance(name, str):
+            raise ValueError(f"{what}: cannot read its inputs {inputs!r}")
+        result.append(name)
+    return result
+
+
+def _recurrent_options(state):
+    """Options of a recurrent layer, from the old layer's attributes or ``kwargs``."""
+    options = dict(state.get("kwargs") or {})
+    options.update((k, state[k]) for k in ("rate", "factors", "periods") if k in state)
+    spec = {}
+    direction = options.get("direction")
+    if isinstance(direction, str) and "back" in direction.lower():
+        spec["direction"] = "back"
+    limit = options.get("bptt_limit")
+    if isinstance(limit, (int, np.integer)) and not isinstance(limit, bool) and limit > 0:
+        spec["bptt_limit"] = int(limit)
+    if isinstance(options.get("rate"), str):
+        spec["rate"] = options["rate"].lower().strip()
+    if options.get("factors") is not None:
+        spec["factors"] = int(options["factors"])
+    if options.get("periods") is not None:
+        spec["periods"] = [int(p) for p in np.asarray(options["periods"]).ravel()]
+    return spec
+
+
+class _LayerRecord:
+    """A saved layer: our spec, plus what is needed to copy its values."""
+
+    def __init__(self, spec, state, values, workers=()):
+        self.spec = spec
+        self.state = state
+        self.values = values  # full param name -> ndarray
+        self.workers = workers  # records of a Bidirectional layer's workers
+
+
+def _layer_record(obj, previous, model, is_worker=False):
+    path = _path(obj)
+    module, _, short = (path or "").rpartition(".")
+    if not isinstance(obj, LegacyObject) or not module.startswith("theanets"):
+        raise ValueError(f"expected a saved theanets layer, found {path or type(obj).__name__}")
+    state = _state(obj, f"layer {path}")
+    name = state.get("name")
+    what = f"layer {name!r} ({path})"
+    from .layers import Layer
+
+    form = _LAYER_FORMS.get(short)
+    if form is None or not module.startswith("theanets.layers"):
+        raise ValueError(
+            f"{what}: unknown layer class {path}; layers that can be converted: "
+            f"{', '.join(sorted(_LAYER_FORMS))}"
+        )
+    if not Layer.is_registered(form):
+        raise ValueError(f"{what}: this installation has no {form!r} layer to convert it to")
+    if not isinstance(name, str):
+        raise ValueError(f"layer {path}: cannot read its name {name!r}")
+    size = state.get("size")
+    spec = dict(form=form, name=name)
+    values = {}
+    if form == "input":
+        kwargs = state.get("kwargs") or {}
+        ndim = kwargs.get("ndim") or _variable_ndim(state.get("input")) or model.INPUT_NDIM
+        spec.update(size=int(size), ndim=int(ndim))
+        if kwargs.get("sparse"):
+            spec["sparse"] = kwargs["sparse"]
+        return _LayerRecord(spec, state, values)
+
+    activation, act_params = _activation(state, what)
+    for var in list(state.get("_params") or []) + act_params:
+        pname, value = _shared(var, what)
+        values[pname] = value
+    spec["inputs"] = _input_names(state, previous, what)
+    if size is not None:
+        spec["size"] = int(size)
+    workers = ()
+    if form in ("concatenate", "product", "flatten", "reshape"):
+        # the old structural layers ignored their activation, and joined their
+        # inputs in the sorted order of the input names
+        spec.pop("size", None)
+        spec["activation"] = "linear"
+        spec["inputs"] = sorted(spec["inputs"])
+        if form == "reshape":
+            spec["shape"] = [int(s) for s in state.get("shape")]
+    else:
+        spec["activation"] = activation
+    if form == "conv1":
+        # the old Conv1 ran a (1, k) two-dimensional convolution over time
+        filters = list(np.ravel(state.get("filter_shape", ())))
+        strides = list(np.ravel(state.get("stride", 1)))
+        if not filters:
+            raise ValueError(f"{what}: cannot read its filter shape")
+        spec.update(filter_size=int(filters[-1]), stride=int(strides[-1]))
+        if isinstance(state.get("border_mode"), str):
+            spec["border_mode"] = state["border_mode"]
+    if form == "tied":
+        partner = _state(state.get("partner"), f"{what} partner").get("name")
+        if not isinstance(partner, str):
+            raise ValueError(f"{what}: cannot read the name of its partner layer")
+        spec["partner"] = partner
+    if form in ("rnn", "rrnn", "mrnn", "lstm", "gru", "clockwork", "mut1", "scrn"):
+        spec.update(_recurrent_options(state))
+        if short in _RATE_CLASSES:
+            spec["rate"] = _RATE_CLASSES[short]
+        rates = state.get("_rates")
+        if isinstance(rates, LegacyObject):
+            values["fixed rates"] = _shared(rates, what)[1]
+        if spec.get("direction") == "back" and not is_worker:
+            warnings.warn(
+                f"{what} runs backwards in time: theanets 0.7 left its outputs in reversed "
+                "time order, the loaded layer aligns them with the input",
+                UserWarning,
+                stacklevel=2,
+            )
+    if form == "bidirectional":
+        worker = state.get("worker")
+        if not isinstance(worker, str):
+            raise ValueError(f"{what}: cannot read its worker kind {worker!r}")
+        spec["worker"] = worker.lower()
+        workers = tuple(
+            _layer_record(state.get(part), previous, model, is_worker=True)
+            for part in ("forward", "backward")
+        )
+        options = dict(workers[0].spec)
+        for key in ("form", "name", "inputs", "size", "activation", "direction"):
+            options.pop(key, None)
+        spec.update(options)
+        spec["activation"] = workers[0].spec["activation"]
+        spec["inputs"] = workers[0].spec["inputs"]
+        warnings.warn(
+            f"{what}: theanets 0.7 left the backward half of a bidirectional layer in "
+            "reversed time order; the loaded layer aligns it with the input",
+            UserWarning,
+            stacklevel=2,
+        )
+    return _LayerRecord(spec, state, values, workers)
+
+
+def _join_gru(values):
+    """Old per-gate GRU weights -> this package's ``w`` and ``b``."""
+    return {
+        "hh": values["hh"],
+        "hr": values["hr"],
+        "hz": values["hz"],
+        "w": np.concatenate([values["xh"], values["xr"], values["xz"]], axis=1),
+        "b": np.concatenate([values["bh"], values["br"], values["bz"]]),
+    }
+
+
+def _join_scrn(values):
+    """Old SCRN input weights ``xh`` and ``xs`` -> this package's ``w``."""
+    joined = {k: v for k, v in values.items() if k not in ("xh", "xs")}
+    joined["w"] = np.concatenate([values["xh"], values["xs"]], axis=1)
+    return joined
+
+
+_JOINERS = {"gru": _join_gru, "scrn": _join_scrn}
+
+#: Activation parameters the old package used as they are, and this package
+#: through their exponential (so it stores their logarithms).
+_LOG_PARAMS = {"prelu": ("leak",), "lgrelu": ("gain", "leak")}
+
+
+def _squeezed(shape):
+    return tuple(d for d in shape if d != 1)
+
+
+def _copy_values(record, layer):
+    """Copy a saved layer's values into our bound layer (and its workers)."""
+    if record.workers:
+        _copy_values(record.workers[0], layer.forward)
+        _copy_values(record.workers[1], layer.backward)
+        return
+    values = dict(record.values)
+    what = f"layer {layer.name!r}"
+    rates = values.pop("fixed rates", None)
+    if rates is not None:
+        target = getattr(layer, "_fixed_rates", None)
+        if target is None:
+            raise ValueError(f"{what}: the loaded layer has no fixed rates for the saved ones")
+        target.set_value(np.asarray(rates, dtype=target.dtype))
+    params = {p.name: p for p in layer.params}
+    if set(values) != set(params):
+        prefix = f"{layer.name}."
+        short = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+        joiner = _JOINERS.get(record.spec["form"])
+        if joiner is not None and len(short) == len(values):
+            try:
+                values = {prefix + k: v for k, v in joiner(short).items()}
+            except KeyError:
+                pass
+    if set(values) != set(params):
+        raise ValueError(
+            f"{what}: saved parameters {sorted(values)} do not match the loaded layer's "
+            f"{sorted(params)}"
+        )
+    for short in _LOG_PARAMS.get(record.spec.get("activation"), ()):
+        name = f"{layer.name}.{short}"
+        if name in values:
+            if np.any(values[name] <= 0):
+                raise ValueError(
+                    f"{what}: saved {record.spec['activation']} parameter {name} has values "
+                    "<= 0, which this package cannot represent (it stores them as logarithms)"
+                )
+            values[name] = np.log(values[name])
+    for name, value in values.items():
+        param = params[name]
+        want = param.get_value(borrow=True)
+        if record.spec["form"] == "conv1" and _squeezed(value.shape) == _squeezed(want.shape):
+            value = value.reshape(want.shape)  # old filters are (n, i, 1, k)
+        if want.shape != value.shape:
+            raise ValueError(
+                f"{what}: saved parameter {name} has shape {value.shape}, expected {want.shape}"
+            )
+        param.set_value(np.asarray(value, dtype=want.dtype))
+
+
+def _add_loss(network, obj, inputs):
+    from . import losses
+
+    path = _path(obj)
+    short = _short(obj)
+    if not (path or "").startswith("theanets.") or not losses.Loss.is_registered(short.lower()):
+        raise ValueError(f"cannot convert the saved loss {path or type(obj).__name__}")
+    state = _state(obj, f"loss {path}")
+    cls = losses.Loss.lookup(short.lower())
+    kwargs = dict(
+        weight=float(state.get("weight", 1.0)),
+        weighted=state.get("_weights") is not None,
+    )
+    if isinstance(state.get("output_name"), str):
+        kwargs["output_name"] = state["output_name"]
+    target = state.get("_target")
+    if target is not None and any(target is var for var, _ in inputs):
+        kwargs["target"] = next(ours for var, ours in inputs if var is target)
+    else:
+        ndim = _variable_ndim(target)
+        if ndim is not None:
+            kwargs["target"] = ndim + 1 if cls.LABELS else ndim
+    if short == "GaussianLogLikelihood":
+        for key in ("mean_name", "covar_name", "covar_eps"):
+            if key in state:
+                kwargs[key] = state[key]
+    if short == "MaximumMeanDiscrepancy" and isinstance(state.get("kernel"), (int, float)):
+        kwargs["kernel"] = state["kernel"]
+    network.add_loss(short.lower(), **kwargs)
 
 
 def network_from_legacy(obj):
-    """Rebuild a network from an object unpickled from a Theano-era file.
+    """Build a network of this package from a Theano-era model read by :func:`legacy_loads`.
 
     Parameters
     ----------
     obj : object
-        What the restricted unpickler produced.
+        The unpickled model: a :class:`LegacyObject` standing for an old
+        model class, whose state is the old ``(layers, losses)`` pair.
 
     Returns
     -------
     :class:`theanets.graph.Network`
+        A network of the matching class here, with the same layer names,
+        activations, losses and parameter values.
 
     Raises
     ------
     ValueError
-        If ``obj`` is not a recognisable theanets model.
+        If ``obj`` is not an old theanets model, or it holds a layer, loss or
+        activation that cannot be converted.
     """
-    raise ValueError(f"not a theanets model file (found {type(obj).__name__})")
+    model = _model_class(obj)
+    state = obj.legacy_state
+    if isinstance(state, dict) and "layers" in state:
+        state = (state["layers"], state.get("losses") or [])
+    if not (isinstance(state, (tuple, list)) and len(state) == 2):
+        raise ValueError(f"{_path(obj)}: expected a saved (layers, losses) pair")
+    saved_layers, saved_losses = state
+    if not saved_layers:
+        raise ValueError(f"{_path(obj)}: the saved model has no layers")
+    records = []
+    previous = None
+    for layer in saved_layers:
+        records.append(_layer_record(layer, previous, model))
+        previous = records[-1].spec["name"]
+    network = model(layers=[dict(r.spec) for r in records], loss=None)
+    for record, layer in zip(records, network.layers):
+        _copy_values(record, layer)
+    inputs = [
+        (record.state.get("input"), layer.variable)
+        for record, layer in zip(records, network.layers)
+        if record.spec["form"] == "input"
+    ]
+    for loss in saved_losses:
+        _add_loss(network, loss, inputs)
+    util.log(
+        "converted Theano-era {} with layers {}",
+        _path(obj),
+        ", ".join(r.spec["name"] for r in records),
+    )
+    return network

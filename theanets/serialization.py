@@ -9,9 +9,17 @@ Two formats are written, chosen by file name:
 anything else (``.pkl``, ``.pkl.gz``, ...)
     A pickle of a plain dictionary (spec plus NumPy arrays), gzipped when the
     name ends in ``.gz``. Pickles are read with a restricted unpickler that
-    only builds NumPy arrays, plain Python containers and theanets classes;
-    anything else (``os.system``, ...) raises
+    only builds NumPy arrays, plain Python containers and theanets network
+    classes; anything else (``os.system``, ...) raises
     :class:`pickle.UnpicklingError` before it can run.
+
+Model files pickled by Theano-era theanets (0.7, 0.8) are read too, without
+Theano: the first Theano object met while reading raises the internal
+:class:`LegacyPickleError`, and the bytes are read again by
+:class:`theanets.legacy.LegacyUnpickler`, which turns every Theano and old
+theanets object into an inert stand-in that
+:func:`theanets.legacy.network_from_legacy` converts (see
+:mod:`theanets.legacy`).
 
 Files are written atomically: to a temporary file in the same folder, then
 renamed over the destination.
@@ -29,7 +37,14 @@ import numpy as np
 
 from . import util
 
-__all__ = ["save", "load", "network_state", "restore_network", "RestrictedUnpickler"]
+__all__ = [
+    "save",
+    "load",
+    "network_state",
+    "restore_network",
+    "RestrictedUnpickler",
+    "LegacyPickleError",
+]
 
 FORMAT = "theanets"
 VERSION = 1
@@ -80,6 +95,9 @@ def restore_network(network, state):
     """
     from . import graph, losses
 
+    if isinstance(state, tuple) and len(state) == 2:
+        # Theano-era networks pickled their state as (layers, losses).
+        raise LegacyPickleError("a network state in the Theano-era (layers, losses) form")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError("not a theanets network state")
     graph.Network.__init__(network, layers=(), loss=None, rng=state.get("rng") or 13)
@@ -162,11 +180,67 @@ _SAFE_GLOBALS = {
 }
 
 
+class LegacyPickleError(pickle.UnpicklingError):
+    """Raised while unpickling when the data turns out to be a Theano-era model file.
+
+    :class:`RestrictedUnpickler` raises it on the first ``theano.*`` global,
+    or ``theanets.*`` name that is not a network class of this package, and
+    :func:`restore_network` on a network state in the old ``(layers,
+    losses)`` form. :func:`loads` catches it and reads the data again with
+    :class:`theanets.legacy.LegacyUnpickler`.
+    """
+
+
+def _latin1_encode(text, encoding="latin1"):
+    """Stand-in for ``_codecs.encode`` as used by protocol-2 pickles of bytes."""
+    if encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
+        raise pickle.UnpicklingError(f"refusing to decode bytes with codec {encoding!r}")
+    return text.encode("latin1")
+
+
+def _numpy_core(module):
+    """NumPy 2 moved ``numpy.core`` to ``numpy._core``; avoid the deprecated alias."""
+    if module.startswith("numpy.core."):
+        modern = "numpy._core." + module[len("numpy.core.") :]
+        try:
+            return importlib.import_module(modern)
+        except ImportError:
+            pass
+    return importlib.import_module(module)
+
+
+#: Modules renamed in Python 3 that Python 2 pickles refer to.
+_PYTHON2_MODULES = {"copy_reg": "copyreg", "__builtin__": "builtins"}
+
+
+def python3_name(module, name):
+    """Translate a Python 2 global (``copy_reg``, ``__builtin__``) to its Python 3 name.
+
+    :meth:`pickle.Unpickler.find_class` does this itself for old protocols;
+    unpicklers that override it call this first.
+
+    Parameters
+    ----------
+    module, name : str
+        The global as written in the pickle.
+
+    Returns
+    -------
+    (str, str)
+        The module and name to look up.
+    """
+    return _PYTHON2_MODULES.get(module, module), name
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that only builds NumPy arrays, containers and theanets classes.
+    """An unpickler that only builds NumPy arrays, containers and theanets networks.
 
     Any other global a pickle refers to raises :class:`pickle.UnpicklingError`
-    naming it, so a crafted file cannot run code while it is being loaded.
+    naming it, so a crafted file cannot run code while it is being loaded. A
+    Theano global, or a ``theanets.*`` name that is not one of this
+    package's network classes, raises :class:`LegacyPickleError` (a
+    subclass): such files are read by :class:`theanets.legacy.LegacyUnpickler`
+    instead.
     """
 
     #: Extra ``(module, name) -> object`` mappings, e.g. inert stand-ins for
@@ -175,24 +249,39 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         """Return an allowed global, or raise :class:`pickle.UnpicklingError`."""
+        module, name = python3_name(module, name)
         if (module, name) in self.extra_globals:
             return self.extra_globals[(module, name)]
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
+            return getattr(_numpy_core(module), name)
         if module == "numpy" and name.endswith("Dtype") or module == "numpy.dtypes":
             return super().find_class(module, name)
+        if module == "theano" or module.startswith("theano."):
+            raise LegacyPickleError(f"{module}.{name} is a Theano class")
         if module.startswith("theanets.") or module == "theanets":
-            obj = super().find_class(module, name)
-            if isinstance(obj, type):
+            # Files of this package hold no theanets objects but (when a network
+            # itself was pickled) its model class; other theanets names come from
+            # Theano-era files.
+            from . import graph
+
+            try:
+                obj = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError):
+                obj = None
+            if isinstance(obj, type) and issubclass(obj, graph.Network):
                 return obj
+            raise LegacyPickleError(f"{module}.{name} is not a network class of this theanets")
         raise pickle.UnpicklingError(
             f"refusing to load {module}.{name}: only NumPy arrays, plain containers and "
-            "theanets classes may appear in a theanets model file"
+            "theanets network classes may appear in a theanets model file"
         )
 
 
 def _restricted_loads(data):
-    return RestrictedUnpickler(io.BytesIO(data)).load()
+    # latin1 lets NumPy rebuild arrays pickled by Python 2 (their data are str).
+    return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
 
 
 # ----------------------------------------------------------------------
@@ -299,7 +388,12 @@ def loads(data):
         data = gzip.decompress(data)
     if _is_npz(data):
         return network_from_state(_state_from_npz_bytes(data))
-    obj = _restricted_loads(data)
+    try:
+        obj = _restricted_loads(data)
+    except LegacyPickleError:
+        from . import legacy
+
+        return legacy.network_from_legacy(legacy.legacy_loads(data))
     return _network_from_loaded(obj)
 
 

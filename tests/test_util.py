@@ -38,9 +38,16 @@ def test_registry_unknown_name_suggests_closest():
     assert "box, circle, square" in str(err.value)
 
 
-def test_registry_rejects_duplicate_names_from_other_classes():
-    with pytest.raises(util.ConfigurationError, match="already belongs"):
-        type("Box", (Shape,), {"__module__": "elsewhere"})
+def test_registry_protects_builtin_names_but_lets_user_classes_take_over(caplog):
+    from theanets import layers
+
+    with pytest.raises(util.ConfigurationError, match="belongs to the built-in"):
+        type("Feedforward", (layers.Layer,), {"__module__": "elsewhere"})
+    first = type("Crate", (Shape,), {"__module__": "one"})
+    with caplog.at_level(logging.WARNING, logger="theanets"):
+        second = type("Crate", (Shape,), {"__module__": "two"})
+    assert "crate now names two.Crate" in caplog.text
+    assert Shape.lookup("crate") is second is not first
 
 
 def test_registry_accepts_redefinition_of_the_same_class():

@@ -157,7 +157,9 @@ class Registrar:
     registry. Each subclass defined below it is registered under its lowercase
     class name and under every alias in its ``__extra_registration_keys__``
     attribute, as soon as the class statement runs; user-defined subclasses
-    therefore become available by name at once.
+    therefore become available by name at once. A user class may take over a
+    name from another user class (a warning is logged), but the names of the
+    built-in classes cannot be taken.
 
     Examples
     --------
@@ -181,9 +183,18 @@ class Registrar:
         for key in keys:
             previous = cls._registry.get(key)
             if previous is not None and not _same_definition(previous, cls):
-                raise ConfigurationError(
-                    f"cannot register {cls.__qualname__} as {key!r}: that name already "
-                    f"belongs to {previous.__module__}.{previous.__qualname__}"
+                if _is_builtin(previous):
+                    raise ConfigurationError(
+                        f"cannot register {cls.__qualname__} as {key!r}: that name belongs to "
+                        f"the built-in {previous.__module__}.{previous.__qualname__}"
+                    )
+                logger.warning(
+                    "%s now names %s.%s (it named %s.%s)",
+                    key,
+                    cls.__module__,
+                    cls.__qualname__,
+                    previous.__module__,
+                    previous.__qualname__,
                 )
             cls._registry[key] = cls
 
@@ -271,6 +282,11 @@ class Registrar:
             if Registrar in klass.__bases__:
                 return klass.__name__.lower()
         return cls.__name__.lower()
+
+
+def _is_builtin(cls):
+    """True for classes defined inside the theanets package itself."""
+    return cls.__module__ == "theanets" or cls.__module__.startswith("theanets.")
 
 
 def _same_definition(a, b):

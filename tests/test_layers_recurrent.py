@@ -18,7 +18,6 @@ import pytest
 
 import theanets
 from theanets import layers
-from theanets.layers import recurrent as rec
 from theanets.util import ConfigurationError
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -115,7 +114,9 @@ def np_lstm(x, p, act=None, back=False, h0=None, c0=None):
         h = o * np.tanh(c)
         return dict(out=h, cell=c), (h, c)
 
-    return loop(x, step, (zeros(x, n) if h0 is None else h0, zeros(x, n) if c0 is None else c0), back)
+    return loop(
+        x, step, (zeros(x, n) if h0 is None else h0, zeros(x, n) if c0 is None else c0), back
+    )
 
 
 def np_gru(x, p, act, back=False, h0=None):
@@ -180,7 +181,9 @@ def np_scrn(x, p, act, rate="vector", back=False, h0=None, s0=None):
         h = sig(u[:, :n] + h @ p["hh"] + s @ p["sh"])
         return dict(hid=h, state=s), (h, s)
 
-    out = loop(x, step, (zeros(x, n) if h0 is None else h0, zeros(x, c) if s0 is None else s0), back)
+    out = loop(
+        x, step, (zeros(x, n) if h0 is None else h0, zeros(x, c) if s0 is None else s0), back
+    )
     out["out"] = act(out["hid"] @ p["ho"] + out["state"] @ p["so"] + p["b"])
     out["rate"] = r
     return out
@@ -260,8 +263,10 @@ def test_oracle_matches_upstream_outputs(upstream, case):
         np.testing.assert_allclose(got[key], value, atol=2e-6, err_msg=f"{case}:{key}")
 
 
-@pytest.mark.parametrize("case, worker", [("bidirectional", "relu"), ("bidirectional_tanh", "tanh"),
-                                          ("bidirectional_lstm", "lstm")])
+@pytest.mark.parametrize(
+    "case, worker",
+    [("bidirectional", "relu"), ("bidirectional_tanh", "tanh"), ("bidirectional_lstm", "lstm")],
+)
 def test_bidirectional_oracle_matches_upstream(upstream, case, worker):
     _, arrays = upstream
     x = arrays[f"{case}/@x"].astype(float)
@@ -291,10 +296,28 @@ def test_bidirectional_oracle_matches_upstream(upstream, case, worker):
 
 
 INIT_CASES = [
-    "rnn", "rnn_tanh", "rnn_square_input", "rnn_radius", "rnn_radius_nonsquare_input",
-    "rnn_diagonal", "rnn_sparsity", "lstm", "lstm_radius", "clockwork", "clockwork_3", "mut1",
-    "rrnn", "rrnn_vector", "rrnn_uniform", "mrnn", "mrnn_default_factors", "bidirectional",
-    "bidirectional_tanh", "bidirectional_lstm", "recurrent_classifier", "recurrent_autoencoder",
+    "rnn",
+    "rnn_tanh",
+    "rnn_square_input",
+    "rnn_radius",
+    "rnn_radius_nonsquare_input",
+    "rnn_diagonal",
+    "rnn_sparsity",
+    "lstm",
+    "lstm_radius",
+    "clockwork",
+    "clockwork_3",
+    "mut1",
+    "rrnn",
+    "rrnn_vector",
+    "rrnn_uniform",
+    "mrnn",
+    "mrnn_default_factors",
+    "bidirectional",
+    "bidirectional_tanh",
+    "bidirectional_lstm",
+    "recurrent_classifier",
+    "recurrent_autoencoder",
 ]
 
 
@@ -307,8 +330,9 @@ def test_initial_values_match_upstream(upstream, case):
     for param in net.params:
         value = param.get_value()
         assert value.dtype == np.float32
-        np.testing.assert_allclose(value, arrays[f"{case}/{param.name}"], rtol=1e-6, atol=1e-7,
-                                   err_msg=param.name)
+        np.testing.assert_allclose(
+            value, arrays[f"{case}/{param.name}"], rtol=1e-6, atol=1e-7, err_msg=param.name
+        )
 
 
 def test_gru_initial_values_follow_the_08_draw_order():
@@ -340,42 +364,91 @@ def test_scrn_initial_values_follow_the_08_layout():
     layer = net.find_layer("hid1")
     shapes = {p.name: p.get_value().shape for p in layer.params}
     assert shapes == {
-        "hid1.w": (3, 6), "hid1.sh": (2, 4), "hid1.hh": (4, 4), "hid1.ho": (4, 4),
-        "hid1.so": (2, 4), "hid1.b": (4,), "hid1.r": (2,),
+        "hid1.w": (3, 6),
+        "hid1.sh": (2, 4),
+        "hid1.hh": (4, 4),
+        "hid1.ho": (4, 4),
+        "hid1.so": (2, 4),
+        "hid1.b": (4,),
+        "hid1.r": (2,),
     }
     rng = np.random.RandomState(13)
     np.testing.assert_allclose(layer.find("w").get_value(), rng.randn(3, 6) / 3, rtol=1e-6)
-    np.testing.assert_allclose(layer.find("sh").get_value(), rng.randn(2, 4) / np.sqrt(6),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        layer.find("sh").get_value(), rng.randn(2, 4) / np.sqrt(6), rtol=1e-6
+    )
 
 
 # ----------------------------------------------------------------------
 # contract: registry, parameters, outputs, specs, dtypes
 
-I, N = 3, 4
+NI, N = 3, 4
 CONTRACT = {
-    "rnn": ({}, [("xh", (I, N)), ("hh", (N, N)), ("b", (N,))], {"out", "pre"}),
-    "rrnn": ({}, [("xh", (I, N)), ("hh", (N, N)), ("b", (N,)), ("r", (N,)), ("xr", (I, N))],
-             {"out", "pre", "hid", "rate"}),
-    "mrnn": (dict(factors=2),
-             [("xh", (I, N)), ("xf", (I, 2)), ("hf", (N, 2)), ("fh", (2, N)), ("b", (N,))],
-             {"out", "pre", "factors"}),
-    "lstm": ({}, [("xh", (I, 4 * N)), ("hh", (N, 4 * N)), ("b", (4 * N,)), ("ci", (N,)),
-                  ("cf", (N,)), ("co", (N,))], {"out", "cell"}),
-    "gru": ({}, [("hh", (N, N)), ("hr", (N, N)), ("hz", (N, N)), ("w", (I, 3 * N)),
-                 ("b", (3 * N,))], {"out", "pre", "hid", "rate"}),
-    "clockwork": (dict(periods=(1, 2)), [("hh", (N, N)), ("xh", (I, N)), ("b", (N,))],
-                  {"out", "pre"}),
-    "mut1": ({}, [("xh", (I, N)), ("xr", (I, N)), ("xz", (I, N)), ("hh", (N, N)),
-                  ("hr", (N, N)), ("bh", (N,)), ("br", (N,)), ("bz", (N,))],
-             {"out", "pre", "hid", "rate"}),
-    "scrn": ({}, [("w", (I, 2 * N)), ("sh", (N, N)), ("hh", (N, N)), ("ho", (N, N)),
-                  ("so", (N, N)), ("b", (N,)), ("r", (N,))], {"out", "hid", "rate", "state"}),
+    "rnn": ({}, [("xh", (NI, N)), ("hh", (N, N)), ("b", (N,))], {"out", "pre"}),
+    "rrnn": (
+        {},
+        [("xh", (NI, N)), ("hh", (N, N)), ("b", (N,)), ("r", (N,)), ("xr", (NI, N))],
+        {"out", "pre", "hid", "rate"},
+    ),
+    "mrnn": (
+        dict(factors=2),
+        [("xh", (NI, N)), ("xf", (NI, 2)), ("hf", (N, 2)), ("fh", (2, N)), ("b", (N,))],
+        {"out", "pre", "factors"},
+    ),
+    "lstm": (
+        {},
+        [
+            ("xh", (NI, 4 * N)),
+            ("hh", (N, 4 * N)),
+            ("b", (4 * N,)),
+            ("ci", (N,)),
+            ("cf", (N,)),
+            ("co", (N,)),
+        ],
+        {"out", "cell"},
+    ),
+    "gru": (
+        {},
+        [("hh", (N, N)), ("hr", (N, N)), ("hz", (N, N)), ("w", (NI, 3 * N)), ("b", (3 * N,))],
+        {"out", "pre", "hid", "rate"},
+    ),
+    "clockwork": (
+        dict(periods=(1, 2)),
+        [("hh", (N, N)), ("xh", (NI, N)), ("b", (N,))],
+        {"out", "pre"},
+    ),
+    "mut1": (
+        {},
+        [
+            ("xh", (NI, N)),
+            ("xr", (NI, N)),
+            ("xz", (NI, N)),
+            ("hh", (N, N)),
+            ("hr", (N, N)),
+            ("bh", (N,)),
+            ("br", (N,)),
+            ("bz", (N,)),
+        ],
+        {"out", "pre", "hid", "rate"},
+    ),
+    "scrn": (
+        {},
+        [
+            ("w", (NI, 2 * N)),
+            ("sh", (N, N)),
+            ("hh", (N, N)),
+            ("ho", (N, N)),
+            ("so", (N, N)),
+            ("b", (N,)),
+            ("r", (N,)),
+        ],
+        {"out", "hid", "rate", "state"},
+    ),
 }
 
 
 def _contract_net(form, extra):
-    return theanets.recurrent.Regressor([I, dict(form=form, size=N, **extra), 2])
+    return theanets.recurrent.Regressor([NI, dict(form=form, size=N, **extra), 2])
 
 
 @pytest.mark.parametrize("form", sorted(CONTRACT))
@@ -399,13 +472,16 @@ def test_contract(form):
 @pytest.mark.parametrize("form", sorted(CONTRACT) + ["bidirectional"])
 def test_to_spec_round_trip(form):
     extra = CONTRACT[form][0] if form in CONTRACT else dict(worker="gru")
-    extra = dict(extra, bptt_limit=3, direction="back", sparsity=0.2) if form != "bidirectional" \
+    extra = (
+        dict(extra, bptt_limit=3, direction="back", sparsity=0.2)
+        if form != "bidirectional"
         else dict(extra, bptt_limit=3, sparsity=0.2)
+    )
     net = _contract_net(form, extra)
     layer = net.find_layer("hid1")
     spec = layer.to_spec()
     json.dumps(spec)
-    copy = theanets.recurrent.Regressor([I])
+    copy = theanets.recurrent.Regressor([NI])
     built = layers.Layer.build(spec.pop("form"), **spec)
     copy.add_layer(built)
     assert built.to_spec() == layer.to_spec()
@@ -438,7 +514,8 @@ def test_input_projection_is_hoisted_out_of_the_loop():
     net = theanets.recurrent.Regressor([3, dict(size=4, form="lstm", impl="scan"), 2])
     graph, _ = net.build_graph()
     scans = [
-        node for node in pytensor.graph.traversal.applys_between(net.inputs, [graph["hid1:out"]])
+        node
+        for node in pytensor.graph.traversal.applys_between(net.inputs, [graph["hid1:out"]])
         if type(node.op).__name__ == "Scan"
     ]
     assert len(scans) == 1
@@ -457,52 +534,95 @@ def _prelu_act(layer):
 
 CASES = {
     # id: (layer spec, oracle(x, params, layer, **states))
-    "rnn": (dict(form="rnn", activation="tanh"),
-            lambda x, p, L, **s: np_rnn(x, p, np.tanh, back=L.backwards, **s)),
-    "rnn_prelu": (dict(form="rnn", activation="prelu"),
-                  lambda x, p, L, **s: np_rnn(x, p, _prelu_act(L), back=L.backwards, **s)),
-    "rnn_back": (dict(form="rnn", activation="tanh", direction="back"),
-                 lambda x, p, L, **s: np_rnn(x, p, np.tanh, back=True, **s)),
-    "rrnn_matrix": (dict(form="rrnn", activation="tanh"),
-                    lambda x, p, L, **s: np_rrnn(x, p, np.tanh, "matrix", **s)),
-    "rrnn_vector": (dict(form="rrnn", rate="vector", activation="tanh"),
-                    lambda x, p, L, **s: np_rrnn(x, p, np.tanh, "vector", **s)),
-    "rrnn_log": (dict(form="rrnn", rate="log", activation="tanh"),
-                 lambda x, p, L, **s: np_rrnn(x, p, np.tanh, "log", **s)),
-    "mrnn": (dict(form="mrnn", factors=2, activation="tanh"),
-             lambda x, p, L, **s: np_mrnn(x, p, np.tanh, **s)),
+    "rnn": (
+        dict(form="rnn", activation="tanh"),
+        lambda x, p, L, **s: np_rnn(x, p, np.tanh, back=L.backwards, **s),
+    ),
+    "rnn_prelu": (
+        dict(form="rnn", activation="prelu"),
+        lambda x, p, L, **s: np_rnn(x, p, _prelu_act(L), back=L.backwards, **s),
+    ),
+    "rnn_back": (
+        dict(form="rnn", activation="tanh", direction="back"),
+        lambda x, p, L, **s: np_rnn(x, p, np.tanh, back=True, **s),
+    ),
+    "rrnn_matrix": (
+        dict(form="rrnn", activation="tanh"),
+        lambda x, p, L, **s: np_rrnn(x, p, np.tanh, "matrix", **s),
+    ),
+    "rrnn_vector": (
+        dict(form="rrnn", rate="vector", activation="tanh"),
+        lambda x, p, L, **s: np_rrnn(x, p, np.tanh, "vector", **s),
+    ),
+    "rrnn_log": (
+        dict(form="rrnn", rate="log", activation="tanh"),
+        lambda x, p, L, **s: np_rrnn(x, p, np.tanh, "log", **s),
+    ),
+    "mrnn": (
+        dict(form="mrnn", factors=2, activation="tanh"),
+        lambda x, p, L, **s: np_mrnn(x, p, np.tanh, **s),
+    ),
     "lstm": (dict(form="lstm"), lambda x, p, L, **s: np_lstm(x, p, **s)),
-    "lstm_back": (dict(form="lstm", direction="back"),
-                  lambda x, p, L, **s: np_lstm(x, p, back=True, **s)),
-    "gru": (dict(form="gru", activation="tanh"),
-            lambda x, p, L, **s: np_gru(x, p, np.tanh, **s)),
-    "gru_back": (dict(form="gru", activation="tanh", direction="backward"),
-                 lambda x, p, L, **s: np_gru(x, p, np.tanh, back=True, **s)),
-    "clockwork": (dict(form="clockwork", periods=(1, 2, 3), size=6, activation="tanh"),
-                  lambda x, p, L, **s: np_clockwork(x, p, np.tanh, (1, 2, 3), **s)),
-    "clockwork_back": (dict(form="clockwork", periods=(2, 1), size=4, activation="tanh",
-                            direction="back"),
-                       lambda x, p, L, **s: np_clockwork(x, p, np.tanh, (2, 1), back=True, **s)),
+    "lstm_back": (
+        dict(form="lstm", direction="back"),
+        lambda x, p, L, **s: np_lstm(x, p, back=True, **s),
+    ),
+    "gru": (dict(form="gru", activation="tanh"), lambda x, p, L, **s: np_gru(x, p, np.tanh, **s)),
+    "gru_back": (
+        dict(form="gru", activation="tanh", direction="backward"),
+        lambda x, p, L, **s: np_gru(x, p, np.tanh, back=True, **s),
+    ),
+    "clockwork": (
+        dict(form="clockwork", periods=(1, 2, 3), size=6, activation="tanh"),
+        lambda x, p, L, **s: np_clockwork(x, p, np.tanh, (1, 2, 3), **s),
+    ),
+    "clockwork_back": (
+        dict(form="clockwork", periods=(2, 1), size=4, activation="tanh", direction="back"),
+        lambda x, p, L, **s: np_clockwork(x, p, np.tanh, (2, 1), back=True, **s),
+    ),
     "mut1": (dict(form="mut1"), lambda x, p, L, **s: np_mut1(x, p, **s)),
-    "scrn": (dict(form="scrn", context_size=2, activation="tanh"),
-             lambda x, p, L, **s: np_scrn(x, p, np.tanh, **s)),
-    "scrn_uniform_back": (dict(form="scrn", rate="uniform", activation="linear",
-                               direction="back"),
-                          lambda x, p, L, **s: np_scrn(x, p, lambda a: a, "uniform", back=True,
-                                                       **s)),
+    "scrn": (
+        dict(form="scrn", context_size=2, activation="tanh"),
+        lambda x, p, L, **s: np_scrn(x, p, np.tanh, **s),
+    ),
+    "scrn_uniform_back": (
+        dict(form="scrn", rate="uniform", activation="linear", direction="back"),
+        lambda x, p, L, **s: np_scrn(x, p, lambda a: a, "uniform", back=True, **s),
+    ),
     "bidirectional_rnn": (
         dict(form="bidirectional", size=6, activation="tanh"),
         lambda x, p, L, **s: np_bidirectional(
-            x, _params(L.forward), _params(L.backward),
-            lambda x, q, back: np_rnn(x, q, np.tanh, back=back)),
+            x,
+            _params(L.forward),
+            _params(L.backward),
+            lambda x, q, back: np_rnn(x, q, np.tanh, back=back),
+        ),
     ),
     "bidirectional_gru": (
         dict(form="bidirectional", worker="gru", size=4, activation="tanh"),
         lambda x, p, L, **s: np_bidirectional(
-            x, _params(L.forward), _params(L.backward),
-            lambda x, q, back: np_gru(x, q, np.tanh, back=back)),
+            x,
+            _params(L.forward),
+            _params(L.backward),
+            lambda x, q, back: np_gru(x, q, np.tanh, back=back),
+        ),
     ),
 }
+
+
+# every case of a cell with a fused loop also runs with the reference scan loop
+for _case in [k for k in CASES if k.split("_")[0] in ("rnn", "lstm", "gru", "bidirectional")]:
+    if _case != "rnn_prelu":
+        _spec, _oracle = CASES[_case]
+        CASES[f"{_case}_scan"] = (dict(_spec, impl="scan"), _oracle)
+CASES["rnn_relu"] = (
+    dict(form="rnn", activation="relu"),
+    lambda x, p, L, **s: np_rnn(x, p, activation("relu"), **s),
+)
+CASES["gru_sigmoid_back"] = (
+    dict(form="gru", activation="sigmoid", direction="back"),
+    lambda x, p, L, **s: np_gru(x, p, sig, back=True, **s),
+)
 
 
 def _params(layer):
@@ -571,8 +691,9 @@ def test_forward_matches_oracle_for_any_length(compiled, case):
         got = _short(got, c.layer)
         assert set(got) == set(want)
         for key in want:
-            np.testing.assert_allclose(got[key], want[key], rtol=1e-7, atol=1e-9,
-                                       err_msg=f"{case}:{key} T={steps}")
+            np.testing.assert_allclose(
+                got[key], want[key], rtol=1e-7, atol=1e-9, err_msg=f"{case}:{key} T={steps}"
+            )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -607,8 +728,9 @@ def test_gradients_match_finite_differences(compiled, case):
         if param is not None:
             param.set_value(value)
         name = param.name if param is not None else "x"
-        np.testing.assert_allclose(grad.reshape(-1), numeric, rtol=1e-5, atol=1e-7,
-                                   err_msg=f"{case}: d/d{name}")
+        np.testing.assert_allclose(
+            grad.reshape(-1), numeric, rtol=1e-5, atol=1e-7, err_msg=f"{case}: d/d{name}"
+        )
 
 
 # ----------------------------------------------------------------------
@@ -626,25 +748,38 @@ def _input_grad_profile(spec, pick):
     return np.abs(g).sum(axis=(0, 2)) > 0
 
 
-@pytest.mark.parametrize("form", ["rnn", "lstm", "gru", "mut1"])
-def test_bptt_limit_truncates_gradients(form):
-    full = _input_grad_profile(dict(form=form), lambda o: o[:, -1])
+@pytest.mark.parametrize(
+    "form, impl",
+    [
+        ("rnn", "scan"),
+        ("rnn", "fused"),
+        ("lstm", "scan"),
+        ("lstm", "fused"),
+        ("gru", "fused"),
+        ("mut1", "scan"),
+    ],
+)
+def test_bptt_limit_truncates_gradients(form, impl):
+    full = _input_grad_profile(dict(form=form, impl=impl), lambda o: o[:, -1])
     assert full.all()
-    cut = _input_grad_profile(dict(form=form, bptt_limit=2), lambda o: o[:, -1])
+    cut = _input_grad_profile(dict(form=form, impl=impl, bptt_limit=2), lambda o: o[:, -1])
     assert cut.tolist() == [False, False, False, False, True, True]
-    back = _input_grad_profile(dict(form=form, bptt_limit=2, direction="back"),
-                               lambda o: o[:, 0])
+    back = _input_grad_profile(
+        dict(form=form, impl=impl, bptt_limit=2, direction="back"), lambda o: o[:, 0]
+    )
     assert back.tolist() == [True, True, False, False, False, False]
 
 
 def test_h_0_from_an_input_layer():
     rng = np.random.default_rng(3)
     with pytensor.config.change_flags(floatX="float64"):
-        net = theanets.recurrent.Regressor([
-            NIN,
-            dict(form="input", name="init", size=3, ndim=2),
-            dict(form="rnn", size=3, activation="tanh", inputs="in", h_0="init"),
-        ])
+        net = theanets.recurrent.Regressor(
+            [
+                NIN,
+                dict(form="input", name="init", size=3, ndim=2),
+                dict(form="rnn", size=3, activation="tanh", inputs="in", h_0="init"),
+            ]
+        )
     x, h0 = rng.normal(size=(B, T, NIN)), rng.normal(size=(B, 3))
     got = net.predict([x, h0])
     want = np_rnn(x, _params(net.layers[-1]), np.tanh, h0=h0)["out"]
@@ -655,11 +790,13 @@ def test_h_0_from_an_input_layer():
 def test_h_0_and_c_0_from_other_layers_use_their_last_step():
     rng = np.random.default_rng(4)
     with pytensor.config.change_flags(floatX="float64"):
-        net = theanets.recurrent.Regressor([
-            NIN,
-            dict(form="lstm", size=3, name="enc"),
-            dict(form="lstm", size=3, inputs="in", h_0="enc", c_0="enc:cell"),
-        ])
+        net = theanets.recurrent.Regressor(
+            [
+                NIN,
+                dict(form="lstm", size=3, name="enc"),
+                dict(form="lstm", size=3, inputs="in", h_0="enc", c_0="enc:cell"),
+            ]
+        )
     x = rng.normal(size=(B, T, NIN))
     outputs = net.feed_forward(x)
     enc = np_lstm(x, _params(net.layers[1]))
@@ -672,11 +809,13 @@ def test_h_0_and_c_0_from_other_layers_use_their_last_step():
 def test_scrn_s_0():
     rng = np.random.default_rng(5)
     with pytensor.config.change_flags(floatX="float64"):
-        net = theanets.recurrent.Regressor([
-            NIN,
-            dict(form="input", name="s", size=2, ndim=2),
-            dict(form="scrn", size=3, context_size=2, inputs="in", s_0="s", activation="tanh"),
-        ])
+        net = theanets.recurrent.Regressor(
+            [
+                NIN,
+                dict(form="input", name="s", size=2, ndim=2),
+                dict(form="scrn", size=3, context_size=2, inputs="in", s_0="s", activation="tanh"),
+            ]
+        )
     x, s0 = rng.normal(size=(B, T, NIN)), rng.normal(size=(B, 2))
     want = np_scrn(x, _params(net.layers[-1]), np.tanh, s0=s0)["out"]
     np.testing.assert_allclose(net.predict([x, s0]), want, rtol=1e-7)
@@ -726,3 +865,64 @@ def test_fixed_rates_are_not_parameters_and_lie_in_range():
     assert rates.shape == (50,) and np.all((rates > np.exp(-6.001)) & (rates < 1))
     net2 = theanets.recurrent.Regressor([3, dict(size=50, form="rrnn", rate="log"), 2])
     np.testing.assert_array_equal(net2.find_layer("hid1")._fixed_rates.get_value(), rates)
+
+
+# ----------------------------------------------------------------------
+# the fused loops against the reference scan loops
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        dict(form="rnn", activation="tanh"),
+        dict(form="rnn", activation="linear", bptt_limit=3),
+        dict(form="rnn", activation="sigmoid", direction="back", bptt_limit=2),
+        dict(form="lstm"),
+        dict(form="lstm", direction="back", bptt_limit=3),
+        dict(form="gru", activation="relu"),
+        dict(form="gru", activation="tanh", direction="back", bptt_limit=4),
+    ],
+    ids=lambda spec: "-".join(f"{v}" for v in spec.values()),
+)
+def test_fused_matches_scan(spec):
+    """Outputs and gradients (w.r.t. parameters, inputs and h_0) agree."""
+    rng = np.random.default_rng(6)
+    x, h0 = rng.normal(size=(3, 7, NIN)), rng.normal(size=(3, 5))
+    results = {}
+    for impl in ("scan", "fused"):
+        with pytensor.config.change_flags(floatX="float64"):
+            net = theanets.recurrent.Regressor(
+                [
+                    NIN,
+                    dict(form="input", name="init", size=5, ndim=2),
+                    dict(spec, size=5, impl=impl, inputs="in", h_0="init"),
+                ]
+            )
+            graph, _ = net.build_graph()
+            names = sorted(k for k in graph if k.startswith("out:"))
+            wr = np.random.default_rng(7)
+            total = sum((graph[k] * wr.normal(size=(3, 7, 5))).sum() for k in names)
+            wrt = list(net.params) + list(net.inputs)
+            outs = [graph[k] for k in names] + pytensor.grad(total, wrt)
+            fn = pytensor.function(net.inputs, outs)
+        results[impl] = fn(x, h0)
+    for a, b in zip(results["scan"], results["fused"]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_auto_uses_the_fused_loop_where_it_applies():
+    def ops(spec):
+        net = theanets.recurrent.Regressor([2, dict(spec, size=3)])
+        graph, _ = net.build_graph()
+        nodes = pytensor.graph.traversal.applys_between(net.inputs, [graph["out:out"]])
+        return {type(node.op).__name__ for node in nodes}
+
+    assert "LSTMForward" in ops(dict(form="lstm"))
+    assert "GRUForward" in ops(dict(form="gru", activation="tanh"))
+    assert "RNNForward" in ops(dict(form="rnn", activation="relu"))
+    assert "Scan" in ops(dict(form="rnn", activation="prelu"))
+    assert "Scan" in ops(dict(form="lstm", impl="scan"))
+    with pytest.raises(ConfigurationError, match="fused RNN loop supports"):
+        theanets.recurrent.Regressor(
+            [2, dict(form="rnn", size=3, activation="prelu", impl="fused")]
+        )

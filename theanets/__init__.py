@@ -16,6 +16,7 @@ _configure_blas()
 
 from . import (  # noqa: E402
     activations,
+    convolution,
     layers,
     losses,
     recurrent,  # noqa: E402
@@ -45,6 +46,7 @@ __all__ = [
     "Regressor",
     "Regularizer",
     "activations",
+    "convolution",
     "layers",
     "log",
     "losses",

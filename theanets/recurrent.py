@@ -33,9 +33,7 @@ class _SequenceData:
     def _data_arrays(self, data, what="data"):
         arrays = super()._data_arrays(data, what)
         names = [v.name for v in self.variables]
-        steps = {
-            name: a.shape[1] for name, a in zip(names, arrays) if getattr(a, "ndim", 0) >= 2
-        }
+        steps = {name: a.shape[1] for name, a in zip(names, arrays) if getattr(a, "ndim", 0) >= 2}
         if len(set(steps.values())) > 1:
             raise ValueError(
                 f"{what}: inputs and targets must have the same number of time steps (axis 1), "
@@ -148,7 +146,9 @@ class Classifier(_SequenceData, feedforward.Classifier):
             raise ValueError(f"predict_sequence: labels must be in 0..{k - 1}, got {labels}")
         for name, value in (("steps", steps), ("streams", streams)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-                raise ValueError(f"predict_sequence: {name} must be a non-negative int, got {value!r}")
+                raise ValueError(
+                    f"predict_sequence: {name} must be a non-negative int, got {value!r}"
+                )
         if streams < 1:
             raise ValueError("predict_sequence: streams must be at least 1")
         sampler = None if rng is None else _generator(rng)
@@ -247,9 +247,7 @@ def batches(arrays, steps, batch_size=32, rng=None):
     if len(set(lengths)) > 1:
         raise ValueError(f"batches: arrays must have the same length (time axis 0), got {lengths}")
     if lengths[0] < steps:
-        raise ValueError(
-            f"batches: arrays have {lengths[0]} time steps, fewer than steps={steps}"
-        )
+        raise ValueError(f"batches: arrays have {lengths[0]} time steps, fewer than steps={steps}")
     gen = _generator(rng)
     last = lengths[0] - steps
 
@@ -344,9 +342,7 @@ class Text:
         try:
             return "".join(self._chars[int(i)] for i in enc)
         except IndexError:
-            raise ValueError(
-                f"Text.decode: labels must be in 0..{len(self.alphabet)}"
-            ) from None
+            raise ValueError(f"Text.decode: labels must be in 0..{len(self.alphabet)}") from None
 
     def classifier_batches(self, steps, batch_size, rng=None):
         """Make a callable producing training batches for a character model.
@@ -378,8 +374,9 @@ class Text:
         """
         for name, value in (("steps", steps), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"classifier_batches: {name} must be a positive integer, got "
-                                 f"{value!r}")
+                raise ValueError(
+                    f"classifier_batches: {name} must be a positive integer, got {value!r}"
+                )
         encoded = np.asarray(self.encode(self.text), dtype="int32")
         if len(encoded) < steps + 1:
             raise ValueError(

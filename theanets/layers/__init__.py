@@ -6,6 +6,7 @@ aliases), so ``Layer.build('lstm', size=10, ...)`` or a network spec such as
 """
 
 from .base import Concatenate, Flatten, Input, Layer, Product, Reshape
+from .convolution import Conv1, Conv2, Convolution, Pool1, Pool2, Pooling
 from .feedforward import Classifier, Feedforward, Tied
 from .recurrent import (
     GRU,
@@ -40,4 +41,10 @@ __all__ = [
     "MUT1",
     "SCRN",
     "Bidirectional",
+    "Convolution",
+    "Conv1",
+    "Conv2",
+    "Pooling",
+    "Pool1",
+    "Pool2",
 ]

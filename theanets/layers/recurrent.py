@@ -118,6 +118,14 @@ class Recurrent(Layer):
     default standard deviation :math:`1 / \\sqrt{n_{in} + n_{out}}` of the
     whole matrix and each rescaled to ``radius`` separately. Other shapes are
     drawn in one piece, and ``radius`` and ``diagonal`` do not apply to them.
+
+    ``bptt_limit`` follows :func:`pytensor.scan`'s ``truncate_gradient``: the
+    backward pass visits only the last ``bptt_limit`` steps the layer read,
+    so earlier steps get no gradient at all. With ``impl='scan'``, a linear
+    activation and ``bptt_limit``, the gradient that PyTensor 3.0's optimised
+    modes compile fails with a shape error when run (a known scan rewrite
+    problem, Theano issue 4652); the fused loops and the other activations
+    are not affected.
     """
 
     #: Names of the initial-state options this layer accepts.
@@ -160,8 +168,7 @@ class Recurrent(Layer):
             bptt_limit = None if bptt_limit == -1 else int(bptt_limit)
         if impl not in _IMPLS:
             raise util.ConfigurationError(
-                f"layer {name!r}: impl must be one of {', '.join(map(repr, _IMPLS))}, got "
-                f"{impl!r}"
+                f"layer {name!r}: impl must be one of {', '.join(map(repr, _IMPLS))}, got {impl!r}"
             )
         if impl == "fused" and not self._HAS_FUSED:
             raise util.ConfigurationError(
@@ -222,6 +229,8 @@ class Recurrent(Layer):
                     f"(batch, time, {want}), got {shape}"
                 )
             self._state_shapes[key] = shape
+        if initialize:
+            self._use_fused()  # check that a requested implementation applies
 
     def _spec_extra(self):
         spec = {}
@@ -283,7 +292,9 @@ class Recurrent(Layer):
             ]
             value = np.concatenate(blocks, axis=1)
         else:
-            value = util.random_matrix(nin, nout, mean=mean, std=std, sparsity=sparsity, rng=self.rng)
+            value = util.random_matrix(
+                nin, nout, mean=mean, std=std, sparsity=sparsity, rng=self.rng
+            )
         return self._add_param(name, value)
 
     # ------------------------------------------------------------------
@@ -295,7 +306,15 @@ class Recurrent(Layer):
             return False
         from . import fused
 
-        return fused.supports(self) or self.impl == "fused"
+        if fused.supports(self):
+            return True
+        if self.impl == "fused":
+            raise util.ConfigurationError(
+                f"layer {self.name!r}: the fused {type(self).__name__} loop supports the "
+                f"activations {', '.join(fused._ACTIVATIONS)}, not {self.activation!r}; use "
+                "impl='scan' or 'auto'"
+            )
+        return False
 
     def _initial(self, inputs, key, batch, size):
         """Initial state for the option ``key``: the named output or zeros."""
@@ -555,8 +574,7 @@ class MRNN(Recurrent):
             isinstance(factors, bool) or not isinstance(factors, numbers.Integral) or factors <= 0
         ):
             raise util.ConfigurationError(
-                f"layer {kwargs.get('name')!r}: factors must be a positive integer, got "
-                f"{factors!r}"
+                f"layer {kwargs.get('name')!r}: factors must be a positive integer, got {factors!r}"
             )
         self._factors_arg = factors
         super().__init__(**kwargs)
@@ -798,8 +816,7 @@ class Clockwork(Recurrent):
             periods = [int(p) for p in periods]
         except (TypeError, ValueError):
             raise util.ConfigurationError(
-                f"layer {name!r}: periods must be a sequence of positive integers, got "
-                f"{periods!r}"
+                f"layer {name!r}: periods must be a sequence of positive integers, got {periods!r}"
             ) from None
         if not periods or any(p <= 0 for p in periods):
             raise util.ConfigurationError(
@@ -849,9 +866,7 @@ class Clockwork(Recurrent):
             p = pt.switch(pt.eq(t % period, 0), xw_t + pt.dot(h_prev, hhm), p_prev)
             return [p, self._inner_activate(p, act)]
 
-        pre, out = self._scan(
-            step, [counter, xw], [p0, h0], [hhm, pt.constant(self._period)]
-        )
+        pre, out = self._scan(step, [counter, xw], [p0, h0], [hhm, pt.constant(self._period)])
         pre, out = self._batch_major(pre, out)
         return dict(pre=pre, out=out)
 
@@ -1090,8 +1105,9 @@ class Bidirectional(Layer):
     #: Worker outputs that are also concatenated under their own name.
     _JOINED = ("out", "pre", "cell")
 
-    def __init__(self, worker="rnn", size=None, inputs=None, name=None, activation="relu",
-                 rng=None, **kwargs):
+    def __init__(
+        self, worker="rnn", size=None, inputs=None, name=None, activation="relu", rng=None, **kwargs
+    ):
         if not isinstance(worker, str) or not Layer.is_registered(worker):
             raise util.ConfigurationError(
                 f"layer {name!r}: unknown bidirectional worker {worker!r}."
@@ -1115,8 +1131,9 @@ class Bidirectional(Layer):
         init = {k: v for k, v in kwargs.items() if _is_init_kwarg(k)}
         self.worker = worker.lower()
         self._worker_kwargs = {k: v for k, v in kwargs.items() if k not in init}
-        super().__init__(size=size, inputs=inputs, name=name, activation=activation, rng=rng,
-                         **init)
+        super().__init__(
+            size=size, inputs=inputs, name=name, activation=activation, rng=rng, **init
+        )
         self.forward = None
         self.backward = None
 
@@ -1202,10 +1219,6 @@ class Bidirectional(Layer):
         spec = dict(self._worker_kwargs)
         spec["worker"] = self.worker
         return spec
-
-    def log(self):
-        """Log a line about this layer and its workers."""
-        super().log()
 
 
 def _recurrent_forms():

@@ -1,0 +1,898 @@
+"""Convolution and pooling layers: :class:`Conv1`, :class:`Conv2`, :class:`Pool1`, :class:`Pool2`.
+
+**Data layouts.**
+
+* :class:`Conv1` and :class:`Pool1` read sequences laid out as
+  ``(batch, time, channels)``;
+* :class:`Conv2` and :class:`Pool2` read images laid out as
+  ``(batch, width, height, channels)``.
+
+Every layer keeps that layout: the last axis of the output holds the filters
+(or, for pooling, the channels). Output shapes are computed when the layer is
+bound to a network, so a :class:`~theanets.layers.Flatten` layer placed after
+a convolution knows how many values it receives whenever the input's spatial
+sizes are known.
+
+**How the convolution is computed.** PyTensor 3 has no batched
+multi-channel convolution operation, so the layers build one from primitives
+("im2col"): the (padded) input is cut into ``prod(filter_size)`` shifted,
+strided views, one per filter offset; the views are joined along the channel
+axis into a matrix of patches with one row per output position; and a single
+matrix product with the flipped, reshaped filter bank gives every output
+value at once. The product is one BLAS call (``Dot22``/``Gemm`` in
+PyTensor's C backend, ``np.dot`` in the Numba backend), and so are both
+products of the gradient; the gradient of the patch matrix is scattered back
+onto the input by ``prod(filter_size)`` strided additions. Strides are
+applied while the views are cut, so strided outputs are never computed only
+to be dropped.
+
+Pooling with windows that do not overlap (``stride == pool_size``, the
+default) reshapes the input so that each window lies along its own axes and
+reduces over them; other strides combine ``prod(pool_size)`` shifted strided
+views elementwise. Both paths are ordinary differentiable PyTensor
+expressions, so their gradients are exact.
+"""
+
+import itertools
+import numbers
+
+import numpy as np
+import pytensor
+import pytensor.scalar
+import pytensor.tensor as pt
+from pytensor.compile import optdb
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.graph.rewriting.basic import in2out, node_rewriter
+
+from .. import util
+from .base import Layer
+
+__all__ = ["Convolution", "Conv1", "Conv2", "Pooling", "Pool1", "Pool2", "MatMul"]
+
+#: Border modes of the convolution layers.
+BORDER_MODES = ("valid", "full", "same")
+
+#: Pooling modes; ``'mean'``, ``'average_inc_pad'`` and ``'average_exc_pad'``
+#: are accepted as other names of ``'average'`` (no padding happens here, so
+#: Theano's two average modes agree).
+POOL_MODES = ("max", "sum", "average")
+_POOL_ALIASES = {"mean": "average", "average_inc_pad": "average", "average_exc_pad": "average"}
+
+
+# ----------------------------------------------------------------------
+# helpers
+
+
+def _positive_tuple(value, ndim, what, layer_name, default=None):
+    """Check a size/stride argument: an int or a tuple of ``ndim`` positive ints."""
+    if value is None:
+        if default is None:
+            raise util.ConfigurationError(f"layer {layer_name!r} needs a {what}")
+        value = default
+    items = value if isinstance(value, (tuple, list)) else (value,) * ndim
+    items = tuple(items)
+    if len(items) != ndim or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in items
+    ):
+        raise util.ConfigurationError(
+            f"layer {layer_name!r}: {what} must be a positive integer or a tuple of {ndim} "
+            f"positive integers, got {value!r}"
+        )
+    return tuple(int(v) for v in items)
+
+
+def _padding(kernel, border_mode):
+    """Zeros to add (before, after) along one axis for a border mode."""
+    if border_mode == "full":
+        return kernel - 1, kernel - 1
+    if border_mode == "same":
+        # The centre of the 'full' result, as scipy.signal.convolve(mode='same').
+        return kernel // 2, (kernel - 1) // 2
+    return 0, 0
+
+
+def conv_output_length(length, kernel, stride, border_mode):
+    """Length of one axis of a convolution's output.
+
+    Parameters
+    ----------
+    length : int or None
+        Length of the input axis; None if unknown.
+    kernel : int
+        Filter length along the axis.
+    stride : int
+        Step between output positions.
+    border_mode : {'valid', 'full', 'same'}
+
+    Returns
+    -------
+    int or None
+        :math:`\\lceil m / s \\rceil` where :math:`m = n - k + 1` (valid),
+        :math:`n + k - 1` (full) or :math:`n` (same); None if ``length`` is.
+    """
+    if length is None:
+        return None
+    before, after = _padding(kernel, border_mode)
+    full = length + before + after - kernel + 1
+    return (full - 1) // stride + 1
+
+
+def pool_output_length(length, pool, stride):
+    """Length of one axis of a pooling layer's output.
+
+    Only windows that lie entirely inside the input count:
+    :math:`\\lfloor (n - p) / s \\rfloor + 1`.
+
+    Parameters
+    ----------
+    length : int or None
+        Length of the input axis; None if unknown.
+    pool, stride : int
+        Window length and step.
+
+    Returns
+    -------
+    int or None
+    """
+    if length is None:
+        return None
+    return (length - pool) // stride + 1
+
+
+def _dim(x, axis, static):
+    """Static length of an axis if known, else the symbolic one."""
+    return static if static is not None else x.shape[axis]
+
+
+def _pad(x, pads):
+    """Zero-pad the spatial axes (1 .. ndim-2) of ``x`` by ``pads`` = [(before, after), ...]."""
+    if not any(b or a for b, a in pads):
+        return x
+    shape = [x.shape[0]]
+    index = [slice(None)]
+    for axis, (before, after) in enumerate(pads, start=1):
+        static = x.type.shape[axis]
+        n = static if static is not None else x.shape[axis]
+        shape.append(n + before + after)
+        index.append(slice(before, -after if after else None))
+    shape.append(x.shape[-1])
+    index.append(slice(None))
+    padded = pt.zeros(shape, dtype=x.dtype)
+    return pt.set_subtensor(padded[tuple(index)], x)
+
+
+def _shifted_views(x, window, stride):
+    """Yield one strided view of ``x`` per offset inside a window.
+
+    For the offset :math:`o` along an axis of window length :math:`k` and
+    stride :math:`s` the view holds elements :math:`o, o + s, o + 2s, ...`
+    up to the last one that leaves room for the rest of the window, i.e.
+    ``x[o : n - (k - 1 - o) : s]``.
+    """
+    for offset in itertools.product(*(range(k) for k in window)):
+        index = [slice(None)]
+        for o, k, s in zip(offset, window, stride):
+            index.append(slice(o, (o - (k - 1)) or None, s))
+        index.append(slice(None))
+        yield x[tuple(index)]
+
+
+class MatMul(Op):
+    """Matrix product with optional transposes: :math:`C = op(A)\\, op(B)`.
+
+    ``op`` is the transpose where ``trans_a``/``trans_b`` say so. The
+    convolution layers use it for their patch products, and so do its
+    gradients:
+
+    .. math::
+        \\frac{\\partial L}{\\partial A} = G\\, op(B)^\\top, \\qquad
+        \\frac{\\partial L}{\\partial B} = op(A)^\\top G
+
+    (transposed back when the operand enters transposed). The transposes are
+    flags rather than separate operations because PyTensor's Numba backend
+    copies a transposed view before multiplying it (a slow strided copy of a
+    large patch or gradient matrix), while a transpose taken inside one
+    compiled function is passed to BLAS as a flag. For the C backend the op
+    is rewritten into ordinary ``dot`` products of transposes, which become
+    ``Dot22``/``Gemm``; without compilation, :meth:`perform` calls
+    :func:`numpy.dot`.
+
+    Parameters
+    ----------
+    trans_a, trans_b : bool
+        Whether to transpose the first / second operand.
+    """
+
+    __props__ = ("trans_a", "trans_b")
+
+    def __init__(self, trans_a=False, trans_b=False):
+        self.trans_a = bool(trans_a)
+        self.trans_b = bool(trans_b)
+
+    def make_node(self, a, b):
+        """Build the node for matrices ``a`` and ``b`` (cast to a common float dtype)."""
+        a, b = pt.as_tensor_variable(a), pt.as_tensor_variable(b)
+        if a.ndim != 2 or b.ndim != 2:
+            raise TypeError(f"MatMul needs matrices, got {a.ndim}-D and {b.ndim}-D inputs")
+        dtype = pytensor.scalar.upcast(a.dtype, b.dtype)
+        a, b = pt.cast(a, dtype), pt.cast(b, dtype)
+        rows = a.type.shape[1] if self.trans_a else a.type.shape[0]
+        cols = b.type.shape[0] if self.trans_b else b.type.shape[1]
+        out = pt.tensor(dtype=dtype, shape=(rows, cols))
+        return Apply(self, [a, b], [out])
+
+    def perform(self, node, inputs, output_storage):
+        """Multiply with NumPy."""
+        a, b = inputs
+        out = np.dot(a.T if self.trans_a else a, b.T if self.trans_b else b)
+        output_storage[0][0] = np.asarray(out, dtype=node.outputs[0].dtype)
+
+    def infer_shape(self, fgraph, node, shapes):
+        """Output shape from the input shapes."""
+        (ar, ac), (br, bc) = shapes
+        return [(ac if self.trans_a else ar, br if self.trans_b else bc)]
+
+    def pullback(self, inputs, outputs, cotangents):
+        """Gradients of both operands, as MatMul products again."""
+        a, b = inputs
+        (g,) = cotangents
+        ta, tb = self.trans_a, self.trans_b
+        grad_a = MatMul(tb, True)(b, g) if ta else MatMul(False, not tb)(g, b)
+        grad_b = MatMul(True, ta)(g, a) if tb else MatMul(not ta, False)(a, g)
+        return [grad_a, grad_b]
+
+
+@node_rewriter([MatMul])
+def _lower_matmul(fgraph, node):
+    """Replace :class:`MatMul` by ``dot`` of transposes (for the C backend's BLAS rewrites)."""
+    a, b = node.inputs
+    op = node.op
+    return [pt.dot(a.T if op.trans_a else a, b.T if op.trans_b else b)]
+
+
+# In the C backend, the BLAS rewrites (position 1.7) then turn the products
+# into Dot22/Gemm. Backends that skip C-only rewrites (Numba) keep MatMul.
+optdb.register(
+    "theanets_lower_matmul", in2out(_lower_matmul), "fast_run", "cxx_only", position=1.65
+)
+
+
+def _register_numba_matmul():
+    """Give :class:`MatMul` a Numba implementation that passes transposes to BLAS."""
+    try:
+        from pytensor.link.numba.dispatch.basic import (
+            numba_njit,
+            register_funcify_default_op_cache_key,
+        )
+    except ImportError:  # pragma: no cover - Numba missing
+        return
+
+    @register_funcify_default_op_cache_key(MatMul)
+    def _funcify(op, node, **kwargs):
+        if op.trans_a and op.trans_b:
+
+            @numba_njit
+            def matmul(a, b):
+                return np.dot(a.T, b.T)
+
+        elif op.trans_a:
+
+            @numba_njit
+            def matmul(a, b):
+                return np.dot(a.T, b)
+
+        elif op.trans_b:
+
+            @numba_njit
+            def matmul(a, b):
+                return np.dot(a, b.T)
+
+        else:
+
+            @numba_njit
+            def matmul(a, b):
+                return np.dot(a, b)
+
+        return matmul, 1
+
+
+_register_numba_matmul()
+
+
+def convolve(x, w, stride, border_mode, out_shape=None):
+    """True (flipped-filter) convolution of channels-last data with a filter bank.
+
+    Parameters
+    ----------
+    x : tensor of shape (batch, n_1, ..., n_d, channels)
+        Input.
+    w : tensor of shape (filters, channels, k_1, ..., k_d)
+        Filter bank (static shape required).
+    stride : tuple of d ints
+        Step between output positions along each spatial axis.
+    border_mode : {'valid', 'full', 'same'}
+        ``'valid'``: only positions where the filter fits inside the input;
+        ``'full'``: every position where filter and input overlap (the input
+        is padded with :math:`k - 1` zeros on both sides); ``'same'``: the
+        centre of the full result, as long as the input.
+    out_shape : tuple, optional
+        Static output shape without the batch axis (None entries for
+        unknown lengths); used to give the result a static shape.
+
+    Returns
+    -------
+    tensor of shape (batch, m_1, ..., m_d, filters)
+
+    Notes
+    -----
+    For ``'valid'`` borders and one spatial axis the result is
+
+    .. math::
+        y_{b,i,f} = \\sum_{c} \\sum_{u=0}^{k-1} x_{b,\\,s i + u,\\,c}\\,
+                    w_{f,\\,c,\\,k - 1 - u}
+
+    (the filter is flipped, as in :func:`scipy.signal.convolve`); other
+    border modes first pad the input with zeros, and several spatial axes
+    sum over every offset. All products are done by one matrix product of
+    the matrix of patches (one row per output position) with the flipped
+    filter bank reshaped to ``(filters, prod(k) * channels)``.
+    """
+    window = tuple(int(k) for k in w.type.shape[2:])
+    ndim = len(window)
+    filters, channels = int(w.type.shape[0]), int(w.type.shape[1])
+    x = _pad(x, [_padding(k, border_mode) for k in window])
+    views = list(_shifted_views(x, window, stride))
+    patches = views[0] if len(views) == 1 else pt.concatenate(views, axis=-1)
+    flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * ndim]
+    width = int(np.prod(window)) * channels
+    rows = patches.reshape((-1, width))
+    # (filters, k_1, ..., k_d, channels) -> (filters, K), columns ordered like the patches
+    bank = flipped.transpose(0, *range(2, 2 + ndim), 1).reshape((filters, width))
+    out = MatMul(trans_b=True)(rows, bank)
+    if out_shape is None:
+        out_shape = (None,) * ndim + (filters,)
+    spatial = [_dim(patches, 1 + i, out_shape[i]) for i in range(ndim)]
+    return out.reshape([patches.shape[0], *spatial, filters], ndim=ndim + 2)
+
+
+def pool(x, window, stride, mode):
+    """Pool channels-last data over windows of the spatial axes.
+
+    Parameters
+    ----------
+    x : tensor of shape (batch, n_1, ..., n_d, channels)
+    window : tuple of d ints
+        Pooling window.
+    stride : tuple of d ints
+        Step between windows.
+    mode : {'max', 'sum', 'average'}
+        Reduction over each window.
+
+    Returns
+    -------
+    tensor of shape (batch, m_1, ..., m_d, channels)
+        with :math:`m = \\lfloor (n - p) / s \\rfloor + 1`: windows that do not
+        fit entirely inside the input are left out.
+
+    Notes
+    -----
+    For one spatial axis,
+
+    .. math::
+        y_{b,i,c} = \\operatorname{reduce}_{u=0}^{p-1} x_{b,\\,s i + u,\\,c}
+
+    with reduce one of max, sum or mean. The gradient of ``'max'`` goes to
+    the maximal element of each window (to each of them when several are
+    equal, as Theano's pooling did).
+    """
+    ndim = len(window)
+    size = float(np.prod(window))
+    if tuple(stride) == tuple(window):
+        statics = [x.type.shape[1 + i] for i in range(ndim)]
+        counts = []
+        index = [slice(None)]
+        for i, (n, p) in enumerate(zip(statics, window)):
+            m = (n // p) if n is not None else x.shape[1 + i] // p
+            counts.append(m)
+            index.append(slice(None) if n is not None and n % p == 0 else slice(0, m * p))
+        index.append(slice(None))
+        cropped = x[tuple(index)] if any(s != slice(None) for s in index) else x
+        shape = [x.shape[0]]
+        for m, p in zip(counts, window):
+            shape += [m, p]
+        shape.append(x.shape[-1])
+        blocks = cropped.reshape(shape, ndim=2 * ndim + 2)
+        axes = tuple(2 + 2 * i for i in range(ndim))
+        if mode == "max":
+            return blocks.max(axis=axes)
+        total = blocks.sum(axis=axes)
+        return total if mode == "sum" else total / np.asarray(size, dtype=x.dtype)
+    views = list(_shifted_views(x, window, stride))
+    out = views[0]
+    for view in views[1:]:
+        out = pt.maximum(out, view) if mode == "max" else out + view
+    if mode == "average":
+        out = out / np.asarray(size, dtype=x.dtype)
+    return out
+
+
+# ----------------------------------------------------------------------
+# convolution layers
+
+
+class Convolution(Layer):
+    """Base class of the convolution layers (use :class:`Conv1` or :class:`Conv2`).
+
+    Parameters
+    ----------
+    size : int
+        Number of filters (the size of the output's last axis).
+    filter_size : int or tuple of int
+        Length of the filters along each spatial axis.
+    stride : int or tuple of int, optional
+        Step between output positions along each spatial axis (default 1).
+        A stride :math:`s` keeps every :math:`s`-th value of the unstrided
+        result.
+    border_mode : {'valid', 'full', 'same'}, optional
+        Which output positions to compute (default ``'valid'``): for input
+        length :math:`n` and filter length :math:`k` the output (before
+        striding) has :math:`n - k + 1`, :math:`n + k - 1` or :math:`n`
+        positions.
+    **kwargs
+        Other :class:`~theanets.layers.Layer` arguments (``inputs``, ``name``,
+        ``activation``, ``mean``, ``std``, ``sparsity`` and their ``_w``
+        forms, ``mean_b``, ``std_b``).
+
+    Notes
+    -----
+    The weight ``w`` has shape ``(filters, channels, *filter_size)``; for each
+    filter offset a ``(filters, channels)`` matrix is drawn with the usual
+    weight rule (standard deviation :math:`1 / \\sqrt{\\text{filters} +
+    \\text{channels}}` unless ``std`` says otherwise), offset after offset.
+    The bias ``b`` has one value per filter. Outputs are ``pre`` (the
+    convolution plus bias) and ``out`` (the activation of ``pre``).
+    """
+
+    #: Number of spatial axes.
+    SPATIAL_NDIM = None
+
+    def __init__(
+        self,
+        size=None,
+        filter_size=None,
+        stride=1,
+        border_mode="valid",
+        inputs=None,
+        name=None,
+        activation="relu",
+        **kwargs,
+    ):
+        if self.SPATIAL_NDIM is None:
+            raise util.ConfigurationError(
+                f"layer {name!r}: Convolution is a base class; use 'conv1' or 'conv2'"
+            )
+        if "shape" in kwargs:
+            raise util.ConfigurationError(
+                f"layer {name!r}: a {type(self).__name__} layer takes no shape; its output shape "
+                "follows from its input, filter_size, stride and border_mode"
+            )
+        for key in ("diagonal", "radius", "diagonal_w", "radius_w"):
+            if key in kwargs:
+                raise util.ConfigurationError(
+                    f"layer {name!r}: {key!r} does not apply to convolution filters"
+                )
+        if size is None:
+            raise util.ConfigurationError(
+                f"layer {name!r}: a {type(self).__name__} layer needs a size (number of filters)"
+            )
+        self.filter_size = self._filter_tuple(filter_size, name)
+        self.stride = _positive_tuple(stride, self.SPATIAL_NDIM, "stride", name, default=1)
+        if border_mode not in BORDER_MODES:
+            raise util.ConfigurationError(
+                f"layer {name!r}: border_mode must be one of {BORDER_MODES}, got {border_mode!r}"
+                f"{util.closest_match(str(border_mode), BORDER_MODES)}"
+            )
+        self.border_mode = border_mode
+        super().__init__(size=size, inputs=inputs, name=name, activation=activation, **kwargs)
+
+    def _filter_tuple(self, filter_size, name):
+        return _positive_tuple(filter_size, self.SPATIAL_NDIM, "filter_size", name)
+
+    @property
+    def kernel_shape(self):
+        """Shape of ``w`` after the ``(filters, channels)`` axes."""
+        return self.filter_size
+
+    def _check_input_shape(self):
+        shape = self.input_shape
+        want = self.SPATIAL_NDIM + 2
+        if len(shape) != want:
+            layout = (
+                "(batch, time, channels)"
+                if self.SPATIAL_NDIM == 1
+                else ("(batch, width, height, channels)")
+            )
+            raise util.ConfigurationError(
+                f"layer {self.name!r}: {type(self).__name__} needs {want}-D input {layout}, but "
+                f"input {self.input_name!r} has shape {shape}"
+            )
+        if shape[-1] is None:
+            raise util.ConfigurationError(
+                f"layer {self.name!r}: the channel axis of input {self.input_name!r} (shape "
+                f"{shape}) must have a known size"
+            )
+        return shape
+
+    def _resolve_output_shape(self):
+        shape = self._check_input_shape()
+        out = []
+        for axis, (n, k, s) in enumerate(zip(shape[1:-1], self.filter_size, self.stride)):
+            if n is not None and self.border_mode == "valid" and k > n:
+                raise util.ConfigurationError(
+                    f"layer {self.name!r}: filter_size {self.filter_size} is larger than input "
+                    f"{self.input_name!r} of shape {shape} (spatial axis {axis + 1} has {n} "
+                    f"values, the filter {k}) in 'valid' border mode; use a smaller filter or "
+                    f"border_mode='same'/'full'"
+                )
+            out.append(conv_output_length(n, k, s, self.border_mode))
+        return (None, *out, self.size)
+
+    def setup(self):
+        """Create the filter bank ``w`` and the bias ``b``."""
+        self.add_conv_weights("w")
+        self.add_bias("b", self.size)
+
+    def add_conv_weights(self, name, mean=0, std=0, sparsity=0):
+        """Create a filter bank ``<layer>.<name>`` of shape ``(filters, channels, *kernel)``.
+
+        For each filter offset, in row-major order, a ``(filters, channels)``
+        matrix is drawn by :func:`theanets.util.random_matrix` from the
+        layer's random state.
+
+        Parameters
+        ----------
+        name : str
+            Short parameter name.
+        mean, std, sparsity : float, optional
+            Defaults overridden by the layer's ``mean``/``std``/``sparsity``
+            keyword arguments (or their ``_<name>`` forms); a zero ``std``
+            means :math:`1 / \\sqrt{\\text{filters} + \\text{channels}}`.
+
+        Returns
+        -------
+        shared variable
+        """
+        nin, nout = self.input_size, self.size
+        mean = self._init_setting("mean", name, mean)
+        std = self._init_setting("std", name, std) or 1 / np.sqrt(nin + nout)
+        sparsity = self._init_setting("sparsity", name, sparsity)
+        value = np.zeros((nout, nin) + self.kernel_shape, dtype=util.as_float(0).dtype)
+        for offset in itertools.product(*(range(k) for k in self.kernel_shape)):
+            value[(slice(None), slice(None)) + offset] = util.random_matrix(
+                nout, nin, mean=mean, std=std, sparsity=sparsity, rng=self.rng
+            )
+        return self._add_param(name, value)
+
+    def _filters(self):
+        """The filter bank as (filters, channels, *filter_size)."""
+        return self.find("w")
+
+    def transform(self, inputs):
+        """Compute ``pre`` (convolution plus bias) and ``out``."""
+        x = self._only_input(inputs)
+        conv = convolve(
+            x, self._filters(), self.stride, self.border_mode, out_shape=self.output_shape[1:]
+        )
+        pre = conv + self.find("b")
+        return dict(pre=pre, out=self.activate(pre))
+
+    def _spec_extra(self):
+        return dict(
+            filter_size=self._spec_value(self.filter_size),
+            stride=self._spec_value(self.stride),
+            border_mode=self.border_mode,
+        )
+
+    def _spec_value(self, value):
+        return list(value)
+
+    def log(self):
+        """Log a one-line description of this layer."""
+        util.log(
+            "layer {}: {}{} -> {}, {} filters {} stride {} border {}, {}, {} parameters",
+            self.name,
+            self.input_name,
+            tuple(self.input_shape),
+            self.output_shape,
+            self.size,
+            "x".join(map(str, self.filter_size)),
+            "x".join(map(str, self.stride)),
+            self.border_mode,
+            getattr(self.activate, "name", self.activation),
+            self.num_params(),
+        )
+
+
+class Conv1(Convolution):
+    """One-dimensional convolution over the time axis of ``(batch, time, channels)`` data.
+
+    .. math::
+        z_{b,t,f} = b_f + \\sum_{c} \\sum_{u=0}^{k-1}
+                    \\tilde x_{b,\\,s t + u,\\,c}\\; w_{f,\\,c,\\,0,\\,k-1-u},
+        \\qquad y = \\phi(z)
+
+    where :math:`\\tilde x` is the input, zero-padded for the ``'full'`` and
+    ``'same'`` border modes, :math:`k` the filter size and :math:`s` the
+    stride. The filter is flipped: this is a true convolution, as
+    :func:`scipy.signal.convolve` computes it.
+
+    Parameters
+    ----------
+    size : int
+        Number of filters.
+    filter_size : int
+        Filter length along the time axis.
+    stride : int, optional
+        Step between output time steps (default 1).
+    border_mode : {'valid', 'full', 'same'}, optional
+        See :class:`Convolution`.
+
+    Notes
+    -----
+    The weight ``w`` has shape ``(filters, channels, 1, filter_size)`` (the
+    layout of theanets 0.7/0.8, which ran a 2-D convolution over a height-1
+    image); there are ``filter_size * channels * filters + filters``
+    parameters.
+
+    Examples
+    --------
+    >>> import theanets
+    >>> net = theanets.recurrent.Regressor(
+    ...     [3, dict(form='conv1', size=4, filter_size=2), 2])
+    >>> [(p.name, p.get_value().shape) for p in net.layers[1].params]
+    [('hid1.w', (4, 3, 1, 2)), ('hid1.b', (4,))]
+    """
+
+    SPATIAL_NDIM = 1
+
+    def _filter_tuple(self, filter_size, name):
+        if isinstance(filter_size, (tuple, list)) and len(filter_size) == 2 and filter_size[0] == 1:
+            filter_size = filter_size[1:]  # the old (1, k) form
+        return _positive_tuple(filter_size, 1, "filter_size", name)
+
+    @property
+    def kernel_shape(self):
+        """Shape of ``w`` after its ``(filters, channels)`` axes: ``(1, filter_size)``."""
+        return (1,) + self.filter_size
+
+    def _filters(self):
+        w = self.find("w")
+        return w.reshape((self.size, self.input_size, self.filter_size[0]))
+
+    def _spec_value(self, value):
+        return value[0]
+
+
+class Conv2(Convolution):
+    """Two-dimensional convolution of ``(batch, width, height, channels)`` images.
+
+    .. math::
+        z_{b,i,j,f} = b_f + \\sum_{c} \\sum_{u=0}^{k_1-1} \\sum_{v=0}^{k_2-1}
+            \\tilde x_{b,\\,s_1 i + u,\\,s_2 j + v,\\,c}\\;
+            w_{f,\\,c,\\,k_1-1-u,\\,k_2-1-v},
+        \\qquad y = \\phi(z)
+
+    where :math:`\\tilde x` is the input, zero-padded for the ``'full'`` and
+    ``'same'`` border modes (a true convolution: the filter is flipped).
+
+    Parameters
+    ----------
+    size : int
+        Number of filters.
+    filter_size : int or (int, int)
+        Filter width and height (an int means a square filter).
+    stride : int or (int, int), optional
+        Step between output positions (default 1).
+    border_mode : {'valid', 'full', 'same'}, optional
+        See :class:`Convolution`.
+
+    Notes
+    -----
+    The weight ``w`` has shape ``(filters, channels, width, height)``; there
+    are ``width * height * channels * filters + filters`` parameters.
+
+    Examples
+    --------
+    >>> import theanets
+    >>> net = theanets.convolution.Classifier(
+    ...     [(8, 8, 1), dict(form='conv2', size=4, filter_size=3), 'flatten', 10])
+    >>> net.layers[1].output_shape, net.layers[2].output_shape
+    ((None, 6, 6, 4), (None, 144))
+    """
+
+    SPATIAL_NDIM = 2
+
+
+# ----------------------------------------------------------------------
+# pooling layers
+
+
+class Pooling(Layer):
+    """Base class of the pooling layers (use :class:`Pool1` or :class:`Pool2`).
+
+    Parameters
+    ----------
+    pool_size : int or tuple of int
+        Window length along each spatial axis.
+    stride : int or tuple of int, optional
+        Step between windows; defaults to ``pool_size`` (windows that do not
+        overlap).
+    mode : {'max', 'sum', 'average'}, optional
+        How each window is reduced (default ``'max'``).
+    **kwargs
+        Other :class:`~theanets.layers.Layer` arguments (``inputs``,
+        ``name``, ``activation`` -- linear by default).
+
+    Notes
+    -----
+    Pooling has no parameters and keeps the number of channels. Only windows
+    that lie entirely inside the input are pooled, so an axis of length
+    :math:`n` gives :math:`\\lfloor (n - p) / s \\rfloor + 1` outputs. Outputs
+    are ``pre`` (the pooled values) and ``out`` (their activation).
+    """
+
+    SPATIAL_NDIM = None
+
+    def __init__(
+        self,
+        pool_size=None,
+        stride=None,
+        mode="max",
+        size=None,
+        inputs=None,
+        name=None,
+        activation="linear",
+        **kwargs,
+    ):
+        if self.SPATIAL_NDIM is None:
+            raise util.ConfigurationError(
+                f"layer {name!r}: Pooling is a base class; use 'pool1' or 'pool2'"
+            )
+        if "shape" in kwargs:
+            raise util.ConfigurationError(
+                f"layer {name!r}: a {type(self).__name__} layer takes no shape; its output shape "
+                "follows from its input, pool_size and stride"
+            )
+        self.pool_size = _positive_tuple(pool_size, self.SPATIAL_NDIM, "pool_size", name)
+        self.stride = _positive_tuple(stride, self.SPATIAL_NDIM, "stride", name, self.pool_size)
+        canonical = _POOL_ALIASES.get(mode, mode) if isinstance(mode, str) else mode
+        if canonical not in POOL_MODES:
+            raise util.ConfigurationError(
+                f"layer {name!r}: unknown pooling mode {mode!r}; expected one of {POOL_MODES}"
+                f"{util.closest_match(str(mode), POOL_MODES + tuple(_POOL_ALIASES))}"
+            )
+        self.mode = canonical
+        super().__init__(size=size, inputs=inputs, name=name, activation=activation, **kwargs)
+
+    def _resolve_output_shape(self):
+        shape = self.input_shape
+        want = self.SPATIAL_NDIM + 2
+        if len(shape) != want:
+            layout = (
+                "(batch, time, channels)"
+                if self.SPATIAL_NDIM == 1
+                else ("(batch, width, height, channels)")
+            )
+            raise util.ConfigurationError(
+                f"layer {self.name!r}: {type(self).__name__} needs {want}-D input {layout}, but "
+                f"input {self.input_name!r} has shape {shape}"
+            )
+        if self.size is not None and shape[-1] is not None and self.size != shape[-1]:
+            raise util.ConfigurationError(
+                f"layer {self.name!r}: pooling keeps the {shape[-1]} channels of input "
+                f"{self.input_name!r} (shape {shape}); got size={self.size}"
+            )
+        out = []
+        for axis, (n, p, s) in enumerate(zip(shape[1:-1], self.pool_size, self.stride)):
+            if n is not None and p > n:
+                raise util.ConfigurationError(
+                    f"layer {self.name!r}: pool_size {self.pool_size} is larger than input "
+                    f"{self.input_name!r} of shape {shape} (spatial axis {axis + 1} has {n} "
+                    "values)"
+                )
+            out.append(pool_output_length(n, p, s))
+        if shape[-1] is None:
+            raise util.ConfigurationError(
+                f"layer {self.name!r}: the channel axis of input {self.input_name!r} (shape "
+                f"{shape}) must have a known size"
+            )
+        return (None, *out, shape[-1])
+
+    def transform(self, inputs):
+        """Compute ``pre`` (the pooled input) and ``out``."""
+        x = self._only_input(inputs)
+        pre = pool(x, self.pool_size, self.stride, self.mode)
+        return dict(pre=pre, out=self.activate(pre))
+
+    def _spec_extra(self):
+        return dict(
+            pool_size=self._spec_value(self.pool_size),
+            stride=self._spec_value(self.stride),
+            mode=self.mode,
+        )
+
+    def _spec_value(self, value):
+        return list(value)
+
+    def log(self):
+        """Log a one-line description of this layer."""
+        util.log(
+            "layer {}: {}{} -> {}, {} pooling {} stride {}",
+            self.name,
+            self.input_name,
+            tuple(self.input_shape),
+            self.output_shape,
+            self.mode,
+            "x".join(map(str, self.pool_size)),
+            "x".join(map(str, self.stride)),
+        )
+
+
+class Pool1(Pooling):
+    """Pooling over the time axis of ``(batch, time, channels)`` data.
+
+    .. math::
+        y_{b,t,c} = \\operatorname{reduce}_{u=0}^{p-1} x_{b,\\,s t + u,\\,c}
+
+    with reduce one of max, sum or mean over the window.
+
+    Parameters
+    ----------
+    pool_size : int
+        Window length.
+    stride : int, optional
+        Step between windows (default ``pool_size``).
+    mode : {'max', 'sum', 'average'}, optional
+        Default ``'max'``.
+
+    Examples
+    --------
+    >>> import theanets
+    >>> layer = theanets.layers.Pool1(pool_size=2, inputs='in')
+    >>> layer.pool_size, layer.stride, layer.mode
+    ((2,), (2,), 'max')
+    """
+
+    SPATIAL_NDIM = 1
+
+    def _spec_value(self, value):
+        return value[0]
+
+
+class Pool2(Pooling):
+    """Pooling over the width and height of ``(batch, width, height, channels)`` images.
+
+    .. math::
+        y_{b,i,j,c} = \\operatorname{reduce}_{u<p_1,\\,v<p_2}
+                      x_{b,\\,s_1 i + u,\\,s_2 j + v,\\,c}
+
+    Parameters
+    ----------
+    pool_size : int or (int, int)
+        Window width and height.
+    stride : int or (int, int), optional
+        Step between windows (default ``pool_size``).
+    mode : {'max', 'sum', 'average'}, optional
+        Default ``'max'``.
+
+    Examples
+    --------
+    >>> import theanets
+    >>> net = theanets.convolution.Regressor(
+    ...     [(6, 6, 2), dict(form='pool2', pool_size=2), 'flatten', 1])
+    >>> net.layers[1].output_shape
+    (None, 3, 3, 2)
+    """
+
+    SPATIAL_NDIM = 2

@@ -119,7 +119,9 @@ def test_every_page_with_prose_code_is_tested():
 
 @pytest.mark.skipif(
     not os.environ.get("CI")
-    and (importlib.util.find_spec("sphinx") is None or importlib.util.find_spec("numpydoc") is None),
+    and (
+        importlib.util.find_spec("sphinx") is None or importlib.util.find_spec("numpydoc") is None
+    ),
     reason="Sphinx and numpydoc are not installed (pip install -e '.[test]'); never skipped in CI",
 )
 def test_sphinx_build_has_no_warnings(tmp_path):

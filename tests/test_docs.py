@@ -45,32 +45,32 @@ def _run_page(path):
     test = doctest.DocTestParser().get_doctest(text, {"__name__": "__docs__"}, name, str(path), 0)
     runner = doctest.DocTestRunner(optionflags=OPTIONS)
     report = io.StringIO()
+    saved = _registries()
     try:
         runner.run(test, out=report.write, clear_globs=True)
     finally:
         # user-defined regularizers, layers... register themselves by class
-        # name; forget those a page defined so that pages stay independent
-        _forget_classes_from("__docs__")
+        # name; restore the registries so that pages stay independent
+        for registry, entries in saved:
+            registry.clear()
+            registry.update(entries)
     results = runner.summarize(verbose=False)
     return results.failed, results.attempted, report.getvalue()
 
 
-def _forget_classes_from(module_name):
+def _registries():
+    """Return (registry, copy of its entries) for every class registry."""
     import theanets
     import theanets.optimizers
 
-    for base in (
+    bases = (
         theanets.Layer,
         theanets.Activation,
         theanets.Loss,
         theanets.Regularizer,
         theanets.optimizers.Optimizer,
-    ):
-        registry = getattr(base, "_registry", None)
-        if not isinstance(registry, dict):
-            continue
-        for key in [k for k, cls in registry.items() if cls.__module__ == module_name]:
-            del registry[key]
+    )
+    return [(base._registry, dict(base._registry)) for base in bases]
 
 
 def test_docs_pages_found():

@@ -315,21 +315,23 @@ def _check_grad(fn, shapes, seed):
         )
 
 
+@pytest.mark.parametrize("impl", conv.IMPLS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("stride", [(1, 1), (2, 1)])
-def test_conv2_gradient(mode, stride):
+def test_conv2_gradient(mode, stride, impl):
     def fn(x, w):
         w = pt.specify_shape(w, (2, 3, 2, 3))
-        return conv.convolve(x, w, stride, mode)
+        return conv.convolve(x, w, stride, mode, impl=impl)
 
     _check_grad(fn, [(2, 4, 5, 3), (2, 3, 2, 3)], seed=len(mode) + stride[0])
 
 
+@pytest.mark.parametrize("impl", conv.IMPLS)
 @pytest.mark.parametrize("mode, stride", [("valid", 1), ("full", 2), ("same", 3)])
-def test_conv1_gradient(mode, stride):
+def test_conv1_gradient(mode, stride, impl):
     def fn(x, w):
         w = pt.specify_shape(w, (3, 2, 4))
-        return conv.convolve(x, w, (stride,), mode)
+        return conv.convolve(x, w, (stride,), mode, impl=impl)
 
     _check_grad(fn, [(2, 7, 2), (3, 2, 4)], seed=stride)
 
@@ -419,6 +421,7 @@ def test_wrong_input_rank():
         (dict(filter_size=2, radius=1), "does not apply to convolution"),
         (dict(filter_size=2, shape=(3, 3, 2)), "takes no shape"),
         (dict(filter_size=2, bogus=1), "unknown keyword argument 'bogus'"),
+        (dict(filter_size=2, impl="fft"), "impl must be one of"),
     ],
 )
 def test_bad_conv_configuration(kwargs, pattern):
@@ -494,9 +497,13 @@ def test_to_spec_round_trip():
         assert rebuilt.to_spec() == {k: v for k, v in layer.to_spec().items() if k != "size"} | {
             "size": rebuilt.size
         }
-    conv1 = theanets.layers.Conv1(size=2, filter_size=4, stride=2, inputs="in", name="c")
+    conv1 = theanets.layers.Conv1(
+        size=2, filter_size=4, stride=2, inputs="in", name="c", impl="scatter"
+    )
     spec = conv1.to_spec()
-    assert spec["filter_size"] == 4 and spec["stride"] == 2
+    assert spec["filter_size"] == 4 and spec["stride"] == 2 and spec["impl"] == "scatter"
+    spec.pop("form")
+    assert theanets.layers.Conv1(**spec).impl == "scatter"
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -537,7 +544,7 @@ def test_float32_stays_float32():
 
 
 def test_heavy_part_uses_blas():
-    """The C backend turns the patch product into Dot22/Gemm; Numba keeps one Dot."""
+    """The C backend turns the patch products into Dot22/Gemm; Numba keeps MatMul."""
     from pytensor.compile.aliasing import add_supervisor_to_fgraph
     from pytensor.compile.io import SymbolicInput
     from pytensor.compile.mode import get_mode
@@ -548,7 +555,7 @@ def test_heavy_part_uses_blas():
     out = conv.convolve(x, w, (1, 1), "same")
     cost = (out**2).sum()
     grads = pytensor.grad(cost, [x, w])
-    for mode, wanted in (("CVM", {"Dot22", "Gemm", "Dot22Scalar"}), ("NUMBA", {"Dot"})):
+    for mode, wanted in (("CVM", {"Dot22", "Gemm", "Dot22Scalar"}), ("NUMBA", {"MatMul"})):
         fgraph = FunctionGraph([x, w], [out, *grads], clone=True)
         add_supervisor_to_fgraph(fgraph, [SymbolicInput(v) for v in fgraph.inputs])
         get_mode(mode).optimizer.rewrite(fgraph)
@@ -556,3 +563,50 @@ def test_heavy_part_uses_blas():
         assert ops & wanted, (mode, sorted(ops))
         dots = [n for n in fgraph.toposort() if type(n.op).__name__ in wanted]
         assert len(dots) >= 3  # forward product, filter gradient, patch gradient
+
+
+@pytest.mark.parametrize(
+    "trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)]
+)
+def test_matmul_op_and_gradient(trans_a, trans_b):
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(4, 3) if trans_a else (3, 4))
+    b = rng.normal(size=(5, 4) if trans_b else (4, 5))
+    op = conv.MatMul(trans_a, trans_b)
+    got = op(pt.as_tensor_variable(a), pt.as_tensor_variable(b)).eval()
+    np.testing.assert_allclose(got, (a.T if trans_a else a) @ (b.T if trans_b else b))
+    _check_grad(lambda x, y: op(x, y), [a.shape, b.shape], seed=int(trans_a) + 2 * int(trans_b))
+
+
+def test_matmul_numba_and_c_backends_agree(default_mode):
+    rng = np.random.default_rng(4)
+    a = pt.matrix("a", dtype="float64")
+    b = pt.matrix("b", dtype="float64")
+    av, bv = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    outs = [conv.MatMul(ta, tb)(a, b) for ta in (False, True) for tb in (False, True)]
+    cost = sum((o * o).sum() for o in outs)
+    grads = pytensor.grad(cost, [a, b])
+    expected = [
+        (av.T if ta else av) @ (bv.T if tb else bv) for ta in (False, True) for tb in (False, True)
+    ]
+    reference = pytensor.function([a, b], grads, mode="FAST_COMPILE")(av, bv)
+    for mode in ("NUMBA", "CVM"):
+        fn = pytensor.function([a, b], outs + grads, mode=mode)
+        values = fn(av, bv)
+        for got, want in zip(values, expected + list(reference)):
+            np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_scatter_impl_with_unknown_lengths():
+    """impl='scatter' builds its index from symbolic shapes (Conv1 over any time length)."""
+    net = theanets.recurrent.Regressor(
+        [3, dict(form="conv1", size=2, filter_size=3, border_mode="same", impl="scatter"), 1]
+    )
+    x = pt.tensor("x", dtype=pytensor.config.floatX, shape=(None, None, 3))
+    w = net.find("hid1", "w")
+    out = conv.convolve(x, w.reshape((2, 3, 3)), (1,), "same", impl="scatter")
+    ref = conv.convolve(x, w.reshape((2, 3, 3)), (1,), "same")
+    grads = pytensor.grad((out**2).sum(), x), pytensor.grad((ref**2).sum(), x)
+    fn = pytensor.function([x], grads)
+    a, b = fn(np.random.default_rng(0).normal(size=(2, 7, 3)))
+    np.testing.assert_allclose(a, b, rtol=1e-10)

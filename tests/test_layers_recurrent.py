@@ -926,3 +926,20 @@ def test_auto_uses_the_fused_loop_where_it_applies():
         theanets.recurrent.Regressor(
             [2, dict(form="rnn", size=3, activation="prelu", impl="fused")]
         )
+
+
+@pytest.mark.parametrize("form", ["lstm", "gru"])
+def test_fused_gradients_in_default_mode(form, default_mode):
+    """The fused ops run inside the default (Numba) backend as well."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(3, 6, NIN))
+    results = []
+    for mode in ("FAST_COMPILE", "FAST_RUN"):
+        with pytensor.config.change_flags(floatX="float64", mode=mode):
+            net = theanets.recurrent.Regressor([NIN, dict(form=form, size=4, activation="tanh")])
+            graph, _ = net.build_graph()
+            total = (graph["out:out"] ** 2).sum()
+            fn = pytensor.function(net.inputs, [total] + pytensor.grad(total, net.params))
+        results.append(fn(x))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-10)

@@ -2,19 +2,24 @@
 
 A :func:`pytensor.scan` loop pays an interpreter round trip for every op of
 every time step, forward and backward. The operations here run the entire
-time loop of the common cells in one call instead: each step is one BLAS
-matrix product (NumPy's :func:`numpy.matmul` into a preallocated buffer) plus
-a handful of in-place elementwise NumPy operations.
+time loop of the common cells in one call instead. Each step is one BLAS
+matrix product (:func:`numpy.matmul` into a preallocated buffer), NumPy's
+SIMD-vectorised ``tanh`` (sigmoids are computed as
+:math:`\\sigma(z) = (1 + \\tanh(z/2))/2`), and small Numba kernels that fuse
+the remaining arithmetic of the step into one pass. The weight gradients
+are a few large matrix products over all time steps.
 
 Each cell has a forward :class:`~pytensor.graph.op.Op` and a backward one.
-The forward op's :meth:`pullback` builds the gradient graph from the backward
-op (which runs the recurrence in reverse and returns the gradients of the
-pre-activations and of the initial states) and ordinary PyTensor expressions
-for the weight gradients, which are single large matrix products over all
-time steps. Gradients therefore flow through :func:`pytensor.grad` like any
-other operation: regularizers, optimizers, gradient clipping and
-``bptt_limit`` work unchanged. The backward ops themselves are not
-differentiable (no second derivatives).
+The forward op's :meth:`pullback` returns the backward op's outputs, so
+gradients flow through :func:`pytensor.grad` like any other operation:
+regularizers, optimizers, gradient clipping and ``bptt_limit`` work
+unchanged. The backward ops themselves are not differentiable (no second
+derivatives).
+
+The per-step matrix products are small (batch x size x k size); when
+:mod:`threadpoolctl` is installed they run on one BLAS thread, which is
+faster than splitting them and avoids pathological slow-downs of spinning
+BLAS threads on busy machines.
 
 The scan implementations in :mod:`theanets.layers.recurrent` remain the
 reference; the tests compare both. Inputs here are time-major: ``xw`` is the
@@ -101,33 +106,12 @@ def _apply(name, z, out):
     return out
 
 
-def _scale_by_derivative(name, grad, z, y, tmp):
-    """grad *= f'(z), in place, using the output y = f(z); ``tmp`` is scratch space."""
-    if name == "relu":
-        np.greater(z, 0, out=tmp)
-        grad *= tmp
-    elif name == "tanh":
-        np.multiply(y, y, out=tmp)
-        np.subtract(1, tmp, out=tmp)
-        grad *= tmp
-    elif name in ("sigmoid", "logistic"):
-        _times_dsigmoid(grad, y, tmp)
-    return grad
-
-
-def _times_dsigmoid(grad, s, tmp):
-    """grad *= s (1 - s) for sigmoid outputs s, without temporaries."""
-    np.multiply(s, s, out=tmp)
-    np.subtract(s, tmp, out=tmp)
-    grad *= tmp
-
-
 # ----------------------------------------------------------------------
 # Numba kernels for the arithmetic of one time step.
 #
 # The transcendental functions stay in NumPy (its float32 ``tanh`` is SIMD
 # vectorised, Numba's scalar one is several times slower); everything else
-# of a step is fused into one pass over the (batch, size) block, instead of a
+# of a step is fused into one pass over the (batch, size) block instead of a
 # dozen NumPy calls. Constants come in as arguments of the arrays' dtype so
 # that float32 stays float32. Sigmoids are computed as (1 + tanh(z / 2)) / 2.
 
@@ -149,71 +133,106 @@ def _derivative(code, z, y, one):  # pragma: no cover - compiled
     return one
 
 
+# The kernels loop over rows and index one-dimensional row views: Numba then
+# drops per-index bookkeeping and vectorises the inner loops (about twice as
+# fast as two-dimensional indexing).
+
+
 @_jit
-def _lstm_fw_in(a, xw, c, ci, cf, half):  # pragma: no cover - compiled
-    """a += xw; peepholes; halve the input and forget gate pre-activations."""
+def _lstm_fw_in(a, xw, bias, c, ci, cf, s1, s2, half):  # pragma: no cover - compiled
+    """Gate pre-activations (with x W + b, peepholes, halved for the sigmoids).
+
+    ``s1`` (batch, 3n) gets the input, forget and candidate parts, ready for
+    one ``tanh``; ``s2[0]`` gets the output gate's part without its peephole.
+    """
     batch, width = a.shape
     n = width // 4
     for b in range(batch):
+        ab, xb, cb, sb, ob = a[b], xw[b], c[b], s1[b], s2[0, b]
         for j in range(n):
-            a[b, j] = half * (a[b, j] + xw[b, j] + c[b, j] * ci[j])
-            a[b, n + j] = half * (a[b, n + j] + xw[b, n + j] + c[b, j] * cf[j])
-            a[b, 2 * n + j] += xw[b, 2 * n + j]
-            a[b, 3 * n + j] += xw[b, 3 * n + j]
+            sb[j] = half * (ab[j] + xb[j] + bias[j] + cb[j] * ci[j])
+            sb[n + j] = half * (ab[n + j] + xb[n + j] + bias[n + j] + cb[j] * cf[j])
+            sb[2 * n + j] = ab[2 * n + j] + xb[2 * n + j] + bias[2 * n + j]
+            ob[j] = ab[3 * n + j] + xb[3 * n + j] + bias[3 * n + j]
 
 
 @_jit
-def _lstm_fw_cell(a, c, co, c_new, half):  # pragma: no cover - compiled
-    """Gates from their tanh values; new cell; halved output gate pre-activation."""
-    batch, width = a.shape
-    n = width // 4
+def _lstm_fw_cell(s1, c, co, gate, c_new, s2, half):  # pragma: no cover - compiled
+    """Gates from their tanh values and the new cell.
+
+    Leaves the halved output gate pre-activation in ``s2[0]`` and a copy of
+    the cell in ``s2[1]``, ready for one ``tanh``.
+    """
+    batch, width = s1.shape
+    n = width // 3
     for b in range(batch):
+        sb, cb, gb, nb, ob, kb = s1[b], c[b], gate[b], c_new[b], s2[0, b], s2[1, b]
         for j in range(n):
-            i = half + half * a[b, j]
-            f = half + half * a[b, n + j]
-            a[b, j] = i
-            a[b, n + j] = f
-            cell = f * c[b, j] + i * a[b, 2 * n + j]
-            c_new[b, j] = cell
-            a[b, 3 * n + j] = half * (a[b, 3 * n + j] + cell * co[j])
+            i = half + half * sb[j]
+            f = half + half * sb[n + j]
+            g = sb[2 * n + j]
+            gb[j] = i
+            gb[n + j] = f
+            gb[2 * n + j] = g
+            cell = f * cb[j] + i * g
+            nb[j] = cell
+            ob[j] = half * (ob[j] + cell * co[j])
+            kb[j] = cell
 
 
 @_jit
-def _lstm_fw_out(a, tanh_c, h, half):  # pragma: no cover - compiled
+def _lstm_fw_out(s2, gate, tanh_c, h, half):  # pragma: no cover - compiled
     """Output gate from its tanh value; h = o tanh(c)."""
-    batch, width = a.shape
-    n = width // 4
+    batch, n = h.shape
     for b in range(batch):
+        ob, kb, gb, tb, hb = s2[0, b], s2[1, b], gate[b], tanh_c[b], h[b]
         for j in range(n):
-            o = half + half * a[b, 3 * n + j]
-            a[b, 3 * n + j] = o
-            h[b, j] = o * tanh_c[b, j]
+            o = half + half * ob[j]
+            gb[3 * n + j] = o
+            tb[j] = kb[j]
+            hb[j] = o * kb[j]
 
 
 @_jit
 def _lstm_bw_step(
-    gate, tanh_c, c_prev, dh, dh_carry, dc, dc_t, ci, cf, co, d, one
-):  # pragma: no cover
-    """Gate pre-activation gradients of one step; updates the cell carry dc_t."""
+    gate, tanh_c, c_prev, c, dh, dh_carry, dc, dc_t, ci, cf, co, d, sums, one
+):  # pragma: no cover - compiled
+    """Gate pre-activation gradients of one step.
+
+    Updates the cell carry ``dc_t`` and adds this step's peephole and bias
+    gradients to ``sums`` (7, n): ci, cf, co, then the four bias blocks.
+    """
     batch, width = gate.shape
     n = width // 4
+    pi, pf, po = sums[0], sums[1], sums[2]
+    bi, bf, bg, bo = sums[3], sums[4], sums[5], sums[6]
     for b in range(batch):
+        gb, tb, pb, cb = gate[b], tanh_c[b], c_prev[b], c[b]
+        hb, kb, db, eb, xb = dh[b], dh_carry[b], dc[b], dc_t[b], d[b]
         for j in range(n):
-            i = gate[b, j]
-            f = gate[b, n + j]
-            g = gate[b, 2 * n + j]
-            o = gate[b, 3 * n + j]
-            tc = tanh_c[b, j]
-            dht = dh[b, j] + dh_carry[b, j]
+            i = gb[j]
+            f = gb[n + j]
+            g = gb[2 * n + j]
+            o = gb[3 * n + j]
+            tc = tb[j]
+            dht = hb[j] + kb[j]
             do = dht * tc * o * (one - o)
-            dct = dc_t[b, j] + dc[b, j] + dht * o * (one - tc * tc) + do * co[j]
+            dct = eb[j] + db[j] + dht * o * (one - tc * tc) + do * co[j]
             di = dct * g * i * (one - i)
-            df = dct * c_prev[b, j] * f * (one - f)
-            d[b, j] = di
-            d[b, n + j] = df
-            d[b, 2 * n + j] = dct * i * (one - g * g)
-            d[b, 3 * n + j] = do
-            dc_t[b, j] = dct * f + di * ci[j] + df * cf[j]
+            df = dct * pb[j] * f * (one - f)
+            dg = dct * i * (one - g * g)
+            xb[j] = di
+            xb[n + j] = df
+            xb[2 * n + j] = dg
+            xb[3 * n + j] = do
+            bi[j] += di
+            bf[j] += df
+            bg[j] += dg
+            bo[j] += do
+            eb[j] = dct * f + di * ci[j] + df * cf[j]
+            pi[j] += di * pb[j]
+            pf[j] += df * pb[j]
+            po[j] += do * cb[j]
 
 
 @_jit
@@ -221,10 +240,9 @@ def _rnn_bw_step(code, pre, out, dpre, dout, carry, g, one):  # pragma: no cover
     """g = (dout + carry) f'(pre) + dpre for one step."""
     batch, n = pre.shape
     for b in range(batch):
+        zb, yb, pb, ob, kb, gb = pre[b], out[b], dpre[b], dout[b], carry[b], g[b]
         for j in range(n):
-            g[b, j] = (dout[b, j] + carry[b, j]) * _derivative(
-                code, pre[b, j], out[b, j], one
-            ) + dpre[b, j]
+            gb[j] = (ob[j] + kb[j]) * _derivative(code, zb[j], yb[j], one) + pb[j]
 
 
 @_jit
@@ -233,8 +251,9 @@ def _gru_fw_gates(gates, xw, half):  # pragma: no cover - compiled
     batch, width = gates.shape
     n = width // 2
     for b in range(batch):
+        gb, xb = gates[b], xw[b]
         for j in range(width):
-            gates[b, j] = half * (gates[b, j] + xw[b, n + j])
+            gb[j] = half * (gb[j] + xb[n + j])
 
 
 @_jit
@@ -243,12 +262,12 @@ def _gru_fw_reset(gates, h, rh, reset, rate, half):  # pragma: no cover - compil
     batch, width = gates.shape
     n = width // 2
     for b in range(batch):
+        gb, hb, qb, rb, zb = gates[b], h[b], rh[b], reset[b], rate[b]
         for j in range(n):
-            r = half + half * gates[b, j]
-            z = half + half * gates[b, n + j]
-            reset[b, j] = r
-            rate[b, j] = z
-            rh[b, j] = r * h[b, j]
+            r = half + half * gb[j]
+            rb[j] = r
+            zb[j] = half + half * gb[n + j]
+            qb[j] = r * hb[j]
 
 
 @_jit
@@ -256,25 +275,26 @@ def _gru_fw_out(hid, h, z, out):  # pragma: no cover - compiled
     """out = h + z (hid - h)."""
     batch, n = hid.shape
     for b in range(batch):
+        yb, hb, zb, ob = hid[b], h[b], z[b], out[b]
         for j in range(n):
-            out[b, j] = h[b, j] + z[b, j] * (hid[b, j] - h[b, j])
+            ob[j] = hb[j] + zb[j] * (yb[j] - hb[j])
 
 
 @_jit
 def _gru_bw_a(
     code, pre, hid, rate, h_prev, dout, dhid, drate, dpre, carry, d, one
-):  # pragma: no cover
+):  # pragma: no cover - compiled
     """Update-gate and candidate gradients; carry <- dh (1 - z)."""
     batch, n = pre.shape
     for b in range(batch):
+        pb, yb, zb, hb = pre[b], hid[b], rate[b], h_prev[b]
+        ob, qb, rb, sb, kb, db = dout[b], dhid[b], drate[b], dpre[b], carry[b], d[b]
         for j in range(n):
-            z = rate[b, j]
-            dht = dout[b, j] + carry[b, j]
-            d[b, 2 * n + j] = (dht * (hid[b, j] - h_prev[b, j]) + drate[b, j]) * z * (one - z)
-            d[b, j] = (dht * z + dhid[b, j]) * _derivative(code, pre[b, j], hid[b, j], one) + dpre[
-                b, j
-            ]
-            carry[b, j] = dht * (one - z)
+            z = zb[j]
+            dht = ob[j] + kb[j]
+            db[2 * n + j] = (dht * (yb[j] - hb[j]) + rb[j]) * z * (one - z)
+            db[j] = (dht * z + qb[j]) * _derivative(code, pb[j], yb[j], one) + sb[j]
+            kb[j] = dht * (one - z)
 
 
 @_jit
@@ -282,10 +302,11 @@ def _gru_bw_b(drh, h_prev, reset, carry, d, one):  # pragma: no cover - compiled
     """Reset-gate gradients; carry += drh r."""
     batch, n = drh.shape
     for b in range(batch):
+        qb, hb, rb, kb, db = drh[b], h_prev[b], reset[b], carry[b], d[b]
         for j in range(n):
-            r = reset[b, j]
-            d[b, n + j] = drh[b, j] * h_prev[b, j] * r * (one - r)
-            carry[b, j] += drh[b, j] * r
+            r = rb[j]
+            db[n + j] = qb[j] * hb[j] * r * (one - r)
+            kb[j] += qb[j] * r
 
 
 # Below this many multiply-adds, the per-step matrix products run on one BLAS
@@ -322,13 +343,16 @@ def _cotangent(g, like):
     return g
 
 
-def _flat(x):
-    return x.reshape((-1, x.shape[-1]))
+def _flat_np(x):
+    return x.reshape(-1, x.shape[-1])
 
 
-def _previous(first, seq):
-    """The sequence of previous states: [first, seq[0], ..., seq[T-2]]."""
-    return pt.concatenate([first[None], seq[:-1]], axis=0)
+def _weight_grad(h0, hs, d):
+    """sum_t h_{t-1}^T d_t with h_{-1} = h0, as two matrix products without copies."""
+    grad = h0.T @ d[0]
+    if len(hs) > 1:
+        grad += _flat_np(hs[:-1]).T @ _flat_np(d[1:])
+    return grad
 
 
 def _window(steps, truncate):
@@ -376,8 +400,8 @@ class RNNForward(_FusedOp):
     def perform(self, node, inputs, output_storage):
         xw, h0, hh = inputs
         steps, batch, n = xw.shape
-        pre = np.empty_like(xw)
-        out = np.empty_like(xw)
+        pre = np.empty(xw.shape, dtype=xw.dtype)
+        out = np.empty(xw.shape, dtype=xw.dtype)
         h = h0
         with _blas_threads(batch, n, n):
             for t in range(steps):
@@ -391,14 +415,12 @@ class RNNForward(_FusedOp):
         xw, h0, hh = inputs
         pre, out = outputs
         dpre, dout = (_cotangent(g, o) for g, o in zip(cotangents, outputs))
-        back = RNNBackward(self.activation, self.truncate)
-        dxw, dh0 = back(hh, pre, out, dpre, dout)
-        dhh = pt.dot(_flat(_previous(h0, out)).T, _flat(dxw))
+        dxw, dh0, dhh = RNNBackward(self.activation, self.truncate)(hh, h0, pre, out, dpre, dout)
         return [dxw, dh0, dhh]
 
 
 class RNNBackward(_FusedOp):
-    """Reverse pass of :class:`RNNForward`: gradients of ``xw`` and ``h0``."""
+    """Reverse pass of :class:`RNNForward`: gradients of ``xw``, ``h0`` and ``hh``."""
 
     __props__ = ("activation", "truncate")
 
@@ -406,20 +428,20 @@ class RNNBackward(_FusedOp):
         self.activation = activation
         self.truncate = truncate
 
-    def make_node(self, hh, pre, out, dpre, dout):
-        hh, pre, out, dpre, dout = self._tensors(hh, pre, out, dpre, dout)
-        h0_type = pt.TensorType(pre.dtype, shape=(None, None))
-        return Apply(self, [hh, pre, out, dpre, dout], [pre.type(), h0_type()])
+    def make_node(self, hh, h0, pre, out, dpre, dout):
+        inputs = self._tensors(hh, h0, pre, out, dpre, dout)
+        matrix = pt.TensorType(inputs[0].dtype, shape=(None, None))
+        return Apply(self, inputs, [inputs[2].type(), matrix(), matrix()])
 
     def infer_shape(self, fgraph, node, shapes):
-        return [shapes[1], shapes[1][1:]]
+        return [shapes[2], shapes[1], shapes[0]]
 
     def perform(self, node, inputs, output_storage):
-        hh, pre, out, dpre, dout = inputs
+        hh, h0, pre, out, dpre, dout = inputs
         steps, batch, n = pre.shape
         one = pre.dtype.type(1)
         code = _CODES[self.activation]
-        dxw = np.empty_like(pre)
+        dxw = np.empty(pre.shape, dtype=pre.dtype)
         carry = np.zeros((batch, n), dtype=pre.dtype)  # dL/dh_t from step t+1
         start = _window(steps, self.truncate)
         with _blas_threads(batch, n, n):
@@ -431,6 +453,7 @@ class RNNBackward(_FusedOp):
             carry[...] = 0
         output_storage[0][0] = dxw
         output_storage[1][0] = carry
+        output_storage[2][0] = _weight_grad(h0, out, dxw)
 
     def pullback(self, inputs, outputs, cotangents):
         return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]
@@ -482,8 +505,8 @@ class LSTMForward(_FusedOp):
     def __init__(self, truncate=-1):
         self.truncate = truncate
 
-    def make_node(self, xw, h0, c0, hh, ci, cf, co):
-        inputs = self._tensors(xw, h0, c0, hh, ci, cf, co)
+    def make_node(self, xw, h0, c0, hh, ci, cf, co, b):
+        inputs = self._tensors(xw, h0, c0, hh, ci, cf, co, b)
         xw = inputs[0]
         seq = self._seq_type(xw)
         return Apply(self, inputs, [seq(), seq(), xw.type(), seq()])
@@ -494,25 +517,26 @@ class LSTMForward(_FusedOp):
         return [(steps, batch, n), (steps, batch, n), shapes[0], (steps, batch, n)]
 
     def perform(self, node, inputs, output_storage):
-        xw, h0, c0, hh, ci, cf, co = inputs
+        xw, h0, c0, hh, ci, cf, co, bias = inputs
         steps, batch, width = xw.shape
         n = width // 4
         half = xw.dtype.type(0.5)
         hs = np.empty((steps, batch, n), dtype=xw.dtype)
-        cs = np.empty_like(hs)
-        tanh_c = np.empty_like(hs)
-        gates = np.empty_like(xw)
+        cs = np.empty((steps, batch, n), dtype=xw.dtype)
+        tanh_c = np.empty((steps, batch, n), dtype=xw.dtype)
+        gates = np.empty(xw.shape, dtype=xw.dtype)
+        a = np.empty((batch, width), dtype=xw.dtype)
+        s1 = np.empty((batch, 3 * n), dtype=xw.dtype)
+        s2 = np.empty((2, batch, n), dtype=xw.dtype)
         h, c = h0, c0
         with _blas_threads(batch, n, width):
             for t in range(steps):
-                a = gates[t]
                 np.matmul(h, hh, out=a)
-                _lstm_fw_in(a, xw[t], c, ci, cf, half)
-                np.tanh(a[:, : 3 * n], out=a[:, : 3 * n])
-                _lstm_fw_cell(a, c, co, cs[t], half)
-                np.tanh(a[:, 3 * n :], out=a[:, 3 * n :])
-                np.tanh(cs[t], out=tanh_c[t])
-                _lstm_fw_out(a, tanh_c[t], hs[t], half)
+                _lstm_fw_in(a, xw[t], bias, c, ci, cf, s1, s2, half)
+                np.tanh(s1, out=s1)
+                _lstm_fw_cell(s1, c, co, gates[t], cs[t], s2, half)
+                np.tanh(s2, out=s2)
+                _lstm_fw_out(s2, gates[t], tanh_c[t], hs[t], half)
                 h, c = hs[t], cs[t]
         output_storage[0][0] = hs
         output_storage[1][0] = cs
@@ -520,46 +544,49 @@ class LSTMForward(_FusedOp):
         output_storage[3][0] = tanh_c
 
     def pullback(self, inputs, outputs, cotangents):
-        xw, h0, c0, hh, ci, cf, co = inputs
+        xw, h0, c0, hh, ci, cf, co, bias = inputs
         hs, cs, gates, tanh_c = outputs
         dh = _cotangent(cotangents[0], hs)
         dc = _cotangent(cotangents[1], cs)
         if not all(isinstance(g.type, DisconnectedType) for g in cotangents[2:]):
             return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
         back = LSTMBackward(self.truncate)
-        da, dh0, dc0 = back(hh, ci, cf, co, c0, cs, gates, tanh_c, dh, dc)
-        n = hs.shape[-1]
-        c_prev = _previous(c0, cs)
-        dhh = pt.dot(_flat(_previous(h0, hs)).T, _flat(da))
-        dci = (da[:, :, :n] * c_prev).sum(axis=(0, 1))
-        dcf = (da[:, :, n : 2 * n] * c_prev).sum(axis=(0, 1))
-        dco = (da[:, :, 3 * n :] * cs).sum(axis=(0, 1))
-        return [da, dh0, dc0, dhh, dci, dcf, dco]
+        grads = back(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc)
+        return grads
 
 
 class LSTMBackward(_FusedOp):
-    """Reverse pass of :class:`LSTMForward`: gradients of the gate inputs and states."""
+    """Reverse pass of :class:`LSTMForward`.
+
+    Outputs the gradients of ``xw``, ``h0``, ``c0``, ``hh``, ``ci``, ``cf``,
+    ``co`` and ``b``, in the order of the forward op's inputs.
+    """
 
     __props__ = ("truncate",)
 
     def __init__(self, truncate=-1):
         self.truncate = truncate
 
-    def make_node(self, hh, ci, cf, co, c0, cs, gates, tanh_c, dh, dc):
-        inputs = self._tensors(hh, ci, cf, co, c0, cs, gates, tanh_c, dh, dc)
-        state = pt.TensorType(inputs[0].dtype, shape=(None, None))
-        return Apply(self, inputs, [inputs[6].type(), state(), state()])
+    def make_node(self, hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc):
+        inputs = self._tensors(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc)
+        dtype = inputs[0].dtype
+        matrix = pt.TensorType(dtype, shape=(None, None))
+        vector = pt.TensorType(dtype, shape=(None,))
+        outputs = [inputs[8].type(), matrix(), matrix(), matrix()] + [vector() for _ in range(4)]
+        return Apply(self, inputs, outputs)
 
     def infer_shape(self, fgraph, node, shapes):
-        return [shapes[6], shapes[4], shapes[4]]
+        n = shapes[1]
+        return [shapes[8], shapes[4], shapes[5], shapes[0], n, n, n, (4 * n[0],)]
 
     def perform(self, node, inputs, output_storage):
-        hh, ci, cf, co, c0, cs, gates, tanh_c, dh, dc = inputs
+        hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc = inputs
         steps, batch, n = cs.shape
         one = cs.dtype.type(1)
-        da = np.empty_like(gates)
+        da = np.empty(gates.shape, dtype=gates.dtype)
         dh_carry = np.zeros((batch, n), dtype=cs.dtype)
         dc_t = np.zeros_like(dh_carry)  # dL/dc_t, carried from step t+1
+        sums = np.zeros((7, n))  # float64 sums: ci, cf, co, then b (4 blocks)
         start = _window(steps, self.truncate)
         with _blas_threads(batch, n, 4 * n):
             for t in range(steps - 1, start - 1, -1):
@@ -568,6 +595,7 @@ class LSTMBackward(_FusedOp):
                     gates[t],
                     tanh_c[t],
                     c_prev,
+                    cs[t],
                     dh[t],
                     dh_carry,
                     dc[t],
@@ -576,6 +604,7 @@ class LSTMBackward(_FusedOp):
                     cf,
                     co,
                     da[t],
+                    sums,
                     one,
                 )
                 np.matmul(da[t], hh.T, out=dh_carry)
@@ -586,6 +615,10 @@ class LSTMBackward(_FusedOp):
         output_storage[0][0] = da
         output_storage[1][0] = dh_carry
         output_storage[2][0] = dc_t
+        output_storage[3][0] = _weight_grad(h0, hs, da)
+        for k in range(3):
+            output_storage[4 + k][0] = sums[k].astype(cs.dtype)
+        output_storage[7][0] = sums[3:].reshape(-1).astype(cs.dtype)
 
     def pullback(self, inputs, outputs, cotangents):
         return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]
@@ -598,7 +631,8 @@ def lstm(layer, xw, h0, c0):
     ----------
     layer : :class:`theanets.layers.recurrent.LSTM`
     xw : tensor (time, batch, 4 size)
-        Projected inputs ``x W_{xh} + b``, time-major, in input time order.
+        Projected inputs ``x W_{xh}`` (without the bias, which the loop
+        adds), time-major, in input time order.
     h0, c0 : tensors (batch, size)
         Initial hidden and cell states.
 
@@ -609,7 +643,7 @@ def lstm(layer, xw, h0, c0):
     op = LSTMForward(_truncate(layer))
     seq = xw[::-1] if layer.backwards else xw
     peep = [layer.find("ci"), layer.find("cf"), layer.find("co")]
-    out, cell, _, _ = op(seq, h0, c0, layer.find("hh"), *peep)
+    out, cell, _, _ = op(seq, h0, c0, layer.find("hh"), *peep, layer.find("b"))
     if layer.backwards:
         out, cell = out[::-1], cell[::-1]
     return out, cell
@@ -673,16 +707,11 @@ class GRUForward(_FusedOp):
             return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
         dpre, dhid, drate, dout = (_cotangent(g, o) for g, o in zip(cotangents[:4], outputs[:4]))
         back = GRUBackward(self.activation, self.truncate)
-        dxw, dh0 = back(hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout)
-        n = out.shape[-1]
-        h_prev = _previous(h0, out)
-        dhh = pt.dot(_flat(reset * h_prev).T, _flat(dxw[:, :, :n]))
-        dhrz = pt.dot(_flat(h_prev).T, _flat(dxw[:, :, n:]))
-        return [dxw, dh0, dhh, dhrz]
+        return back(hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout)
 
 
 class GRUBackward(_FusedOp):
-    """Reverse pass of :class:`GRUForward`: gradients of ``xw`` and ``h0``."""
+    """Reverse pass of :class:`GRUForward`: gradients of ``xw``, ``h0``, ``hh`` and ``hrz``."""
 
     __props__ = ("activation", "truncate")
 
@@ -692,12 +721,12 @@ class GRUBackward(_FusedOp):
 
     def make_node(self, *inputs):
         inputs = self._tensors(*inputs)
-        state = pt.TensorType(inputs[0].dtype, shape=(None, None))
-        return Apply(self, inputs, [self._seq_type(inputs[0])(), state()])
+        matrix = pt.TensorType(inputs[0].dtype, shape=(None, None))
+        return Apply(self, inputs, [self._seq_type(inputs[0])(), matrix(), matrix(), matrix()])
 
     def infer_shape(self, fgraph, node, shapes):
         steps, batch, n = shapes[3]
-        return [(steps, batch, 3 * n), (batch, n)]
+        return [(steps, batch, 3 * n), shapes[2], shapes[0], shapes[1]]
 
     def perform(self, node, inputs, output_storage):
         hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout = inputs
@@ -734,8 +763,14 @@ class GRUBackward(_FusedOp):
         dxw[:start] = 0  # steps outside the truncation window get no gradient
         if start > 0:
             carry[...] = 0
+        # r * h_prev for every step, for the gradient of hh
+        rh = np.empty_like(out)
+        np.multiply(reset[1:], out[:-1], out=rh[1:])
+        np.multiply(reset[0], h0, out=rh[0])
         output_storage[0][0] = dxw
         output_storage[1][0] = carry
+        output_storage[2][0] = _flat_np(rh).T @ _flat_np(dxw[:, :, :n])
+        output_storage[3][0] = _weight_grad(h0, out, dxw[:, :, n:])
 
     def pullback(self, inputs, outputs, cotangents):
         return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]

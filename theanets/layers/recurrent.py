@@ -679,13 +679,14 @@ class LSTM(Recurrent):
         batch = x_tm.shape[1]
         h0 = self._initial(inputs, "h_0", batch, self.size)
         c0 = self._initial(inputs, "c_0", batch, self.size)
-        xw = self._project(x_tm, self.find("xh"), self.find("b"))
         peep = [self.find("ci"), self.find("cf"), self.find("co")]
         if self._use_fused():
             from . import fused
 
-            out, cell = fused.lstm(self, xw, h0, c0)
+            # the fused loop adds the bias itself (and sums its gradient)
+            out, cell = fused.lstm(self, self._project(x_tm, self.find("xh")), h0, c0)
         else:
+            xw = self._project(x_tm, self.find("xh"), self.find("b"))
             n = self.size
 
             def step(xw_t, h_prev, c_prev, hh, ci, cf, co, *act):

@@ -1,8 +1,10 @@
 """Run every benchmark script and write ``RESULTS.md`` and ``results.json``.
 
-``make bench`` calls this. Each ``bench_*.py`` script runs in its own process
-(so one crash does not hide the others); scripts record their figures in
-``results.json`` and print a summary, which is copied into ``RESULTS.md``.
+``make bench`` calls this; ``python benchmarks/run_all.py bench_mlp.py``
+reruns one script and keeps the other scripts' recorded results. Each
+``bench_*.py`` script runs in its own process (so one crash does not hide the
+others); scripts record their figures in ``results.json`` and print a
+summary, which is copied into ``RESULTS.md``.
 """
 
 import datetime
@@ -25,12 +27,14 @@ def flatten(prefix, value, rows):
         rows.append((prefix, value))
 
 
-def main():
+def main(argv=None):
+    """Run the scripts named in ``argv`` (default: all, starting from empty results)."""
+    argv = sys.argv[1:] if argv is None else argv
     results_path = os.path.join(HERE, "results.json")
-    if os.path.exists(results_path):
+    if not argv and os.path.exists(results_path):
         os.unlink(results_path)
     outputs = {}
-    for script in SCRIPTS:
+    for script in argv or SCRIPTS:
         path = os.path.join(HERE, script)
         if not os.path.exists(path):
             continue

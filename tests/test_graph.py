@@ -386,3 +386,10 @@ def test_default_mode_predict_matches_numpy(default_mode):
     x = np.random.default_rng(0).normal(size=(5, 3))
     w1, b1, w2, b2 = [p.get_value() for p in net.params]
     np.testing.assert_allclose(net.predict(x), np.tanh(x @ w1 + b1) @ w2 + b2, rtol=1e-5)
+
+
+def test_float32_network_predicts_while_floatx_is_float64():
+    with pytensor.config.change_flags(floatX="float32"):
+        net = theanets.Regressor([3, 2])
+    with pytensor.config.change_flags(floatX="float64"):
+        assert net.predict(np.zeros((2, 3))).dtype == np.float32

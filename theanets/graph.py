@@ -521,7 +521,7 @@ class Network:
                     f"{what}: input layer {layer.name!r} expects {layer.size} features, got "
                     f"{array.shape[1]}"
                 )
-            return array.asformat(layer.sparse).astype(pytensor.config.floatX)
+            return array.asformat(layer.sparse).astype(layer.variable.dtype)
         try:
             array = np.asarray(array)
         except Exception as err:
@@ -542,10 +542,10 @@ class Network:
                     f"{array.shape} (axis {axis} should be {want})"
                 )
         if layer.sparse:
-            return scipy.sparse.csr_matrix(array, dtype=pytensor.config.floatX).asformat(
+            return scipy.sparse.csr_matrix(array, dtype=layer.variable.dtype).asformat(
                 layer.sparse
             )
-        return util.as_float(array)
+        return np.ascontiguousarray(array, dtype=layer.variable.dtype)
 
     def feed_forward(self, x, **kwargs):
         """Compute every named output of the network for some input.
@@ -676,7 +676,7 @@ class Network:
             return array.astype(var.dtype)
         if array.dtype.kind not in "biuf":
             raise TypeError(f"{what}: {var.name!r} must be real numbers, got dtype {array.dtype}")
-        return util.as_float(array)
+        return np.ascontiguousarray(array, dtype=var.dtype)
 
     def score(self, x, y, w=None, **kwargs):
         """Score the network's output on some data (overridden by models).

@@ -542,9 +542,7 @@ class Network:
                     f"{array.shape} (axis {axis} should be {want})"
                 )
         if layer.sparse:
-            return scipy.sparse.csr_matrix(array, dtype=layer.variable.dtype).asformat(
-                layer.sparse
-            )
+            return scipy.sparse.csr_matrix(array, dtype=layer.variable.dtype).asformat(layer.sparse)
         return np.ascontiguousarray(array, dtype=layer.variable.dtype)
 
     def feed_forward(self, x, **kwargs):

@@ -124,7 +124,7 @@ print(imported - start, time.perf_counter() - imported)
 """
 
 MEMORY = """
-import resource, numpy as np, sys
+import numpy as np, sys
 which = sys.argv[1] if len(sys.argv) > 1 else '{which}'
 x = np.random.default_rng(0).normal(size=(2560, 784)).astype('float32')
 y = np.random.default_rng(1).integers(0, 10, 2560).astype('int32')
@@ -132,13 +132,11 @@ if which == 'theanets':
     import pytensor
     pytensor.config.floatX = 'float32'
     import theanets
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     net = theanets.Classifier([784, (512, 'relu'), (512, 'relu'), 10])
     net.train([x, y], algo='sgd', learning_rate=0.01, momentum=0.9, batch_size=128,
               max_updates=40)
 else:
     import torch
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(),
                                 torch.nn.Linear(512, 512), torch.nn.ReLU(),
                                 torch.nn.Linear(512, 10))
@@ -149,7 +147,10 @@ else:
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(tx[i:i+128]), ty[i:i+128]).backward()
         opt.step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM (not ru_maxrss, which a child inherits from its parent across exec)
+with open('/proc/self/status') as handle:
+    hwm = [line for line in handle if line.startswith('VmHWM')][0]
+print(int(hwm.split()[1]) / 1024)
 """
 
 

@@ -11,17 +11,18 @@ as one PNG file::
 ``--quick`` trains for a few epochs only (as the tests do).
 """
 
-import numpy as np
-from _common import digits, image_grid, parse_args, plot_losses, plt, save_figure, train
+from _common import (
+    digits,
+    image_grid,
+    parse_args,
+    plot_losses,
+    plt,
+    save_figure,
+    show_confusion,
+    train,
+)
 
 import theanets
-
-
-def confusion_matrix(labels, predicted, classes=10):
-    """Count (true, predicted) label pairs."""
-    matrix = np.zeros((classes, classes), dtype=int)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix
 
 
 def build_network():
@@ -62,26 +63,16 @@ def main(argv=None):
         batch_size=32,
         validate_every=1,
         patience=5,
-        max_updates=150 if args.quick else 2000,
+        max_updates=40 if args.quick else 2000,
     )
 
     accuracy = net.score(x_valid, y_valid)
-    matrix = confusion_matrix(y_valid, net.predict(x_valid))
     print(f"validation accuracy: {accuracy:.3f}  ({len(history)} epochs, {elapsed:.1f} s)")
-    print("confusion matrix (rows: true digit, columns: predicted):")
-    print(matrix)
 
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4))
     plot_losses(ax1, history, "cross-entropy", ("training loss", "validation loss"))
     ax1.set_title("Loss curves")
-    ax2.imshow(matrix, cmap="Blues")
-    for (i, j), count in np.ndenumerate(matrix):
-        ax2.text(j, i, str(count), ha="center", va="center", fontsize=7)
-    ax2.set_xlabel("predicted digit")
-    ax2.set_ylabel("true digit")
-    ax2.set_xticks(range(10))
-    ax2.set_yticks(range(10))
-    ax2.set_title(f"Confusion matrix (accuracy {accuracy:.3f})")
+    show_confusion(ax2, y_valid, net.predict(x_valid), accuracy, name="digit")
     # First-layer filters, (filters, 1, width, height): draw height as rows.
     filters = net.find("hid1", "w").get_value()[:, 0].transpose(0, 2, 1)
     grid = image_grid(filters.reshape(len(filters), -1), shape=(3, 3), cols=8, normalize=True)

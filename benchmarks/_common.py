@@ -29,8 +29,8 @@ def torch_or_none():
     return torch
 
 
-def interleaved(contenders, repeats=7, warmup=1):
-    """Time several callables in interleaved rounds; return median seconds per call.
+def interleaved_times(contenders, repeats=7, warmup=1):
+    """Time several callables in interleaved rounds; return every timing.
 
     Parameters
     ----------
@@ -44,7 +44,7 @@ def interleaved(contenders, repeats=7, warmup=1):
     Returns
     -------
     dict
-        Label -> median seconds.
+        Label -> list of seconds, one per round.
     """
     contenders = {k: v for k, v in contenders.items() if v is not None}
     for _ in range(warmup):
@@ -56,6 +56,12 @@ def interleaved(contenders, repeats=7, warmup=1):
             start = time.perf_counter()
             fn()
             times[label].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved(contenders, repeats=7, warmup=1):
+    """Like :func:`interleaved_times`, but return the median seconds per label."""
+    times = interleaved_times(contenders, repeats=repeats, warmup=warmup)
     return {k: statistics.median(v) for k, v in times.items()}
 
 

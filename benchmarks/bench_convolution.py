@@ -22,7 +22,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 
 def _threads(argv):
@@ -45,7 +44,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ratio, record, set_float32, torch_or_none  # noqa: E402
+from _common import (  # noqa: E402
+    interleaved_times,
+    ratio,
+    record,
+    set_float32,
+    torch_or_none,
+)
 
 BATCH = 64
 BATCHES = 8
@@ -161,15 +166,7 @@ def interleaved_stats(contenders, repeats, warmup=1):
     The minimum is the steadier figure on a machine shared with other jobs
     (contention only ever adds time); the median is reported beside it.
     """
-    for _ in range(warmup):
-        for fn in contenders.values():
-            fn()
-    times = {k: [] for k in contenders}
-    for _ in range(repeats):
-        for label, fn in contenders.items():
-            start = time.perf_counter()
-            fn()
-            times[label].append(time.perf_counter() - start)
+    times = interleaved_times(contenders, repeats=repeats, warmup=warmup)
     return {k: (statistics.median(v), min(v)) for k, v in times.items()}
 
 

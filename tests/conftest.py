@@ -4,8 +4,10 @@ PyTensor is configured strictly for the tests (optimisation and shape errors
 raise) before it is first imported. Unless ``PYTENSOR_FLAGS`` already names a
 mode, tests compile with ``FAST_COMPILE``: on the suite's many tiny graphs it
 is about 25 times faster end to end than the default Numba backend, whose
-per-graph compilation dominates. Tests marked ``default_mode`` run under the
-mode users get (see ``default_mode`` fixture).
+per-graph compilation dominates. A test that requests the ``default_mode``
+fixture compiles under the mode users get instead; ``tests/test_modes.py``
+checks that it does, and that every test named after the default mode asks
+for it.
 """
 
 import os
@@ -22,13 +24,25 @@ import pytest  # noqa: E402
 import theanets  # noqa: E402, F401
 
 
+#: PyTensor's own default for ``config.mode``: ``Mode`` compiles with
+#: ``config.linker`` ('auto', which is Numba in PyTensor 3) and
+#: ``config.optimizer``, exactly what a user gets without any flags.
+DEFAULT_MODE = "Mode"
+
+
 @pytest.fixture
 def default_mode():
-    """Compile with PyTensor's default mode (the one users get) inside the test."""
+    """Compile with PyTensor's default mode (the one users get) inside the test.
+
+    Sets ``pytensor.config.mode`` for the duration of the test, overriding
+    the suite-wide ``FAST_COMPILE`` flag, and restores it afterwards.
+    Functions compiled with ``mode=None`` (all of theanets' own) pick it up.
+    """
     import pytensor
 
-    with pytensor.config.change_flags(mode="FAST_RUN"):
-        yield
+    with pytensor.config.change_flags(mode=DEFAULT_MODE):
+        assert pytensor.config.mode == DEFAULT_MODE
+        yield DEFAULT_MODE
 
 
 @pytest.fixture

@@ -359,7 +359,10 @@ def test_composition_of_three(data):
 
 def test_composition_collects_parameters(data):
     act = activations.build("maxout:2+prelu", fake_layer())
-    assert [p.name for p in act.params] == ["hid1.slope", "hid1.intercept", "hid1.leak"]
+    # upstream master's order: the outer function's parameters, then the inner's
+    assert [p.name for p in act.params] == ["hid1.leak", "hid1.slope", "hid1.intercept"]
+    assert act.name == "prelu(maxout:2)"
+    assert (act.f.name, act.g.name) == ("maxout:2", "prelu")
     x = data[2]
     inner = activations.build("maxout:2", fake_layer())
     outer = activations.build("prelu", fake_layer(skip=16))
@@ -384,7 +387,7 @@ def test_float32_stays_float32(name):
         assert out.shape == value.shape
 
 
-def test_default_mode(data):
+def test_default_mode(data, default_mode):
     """One check under the mode users get by default."""
     act = activations.build("prelu+softmax", fake_layer())
     x = data[3]

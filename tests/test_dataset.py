@@ -1,5 +1,7 @@
 """Tests for theanets.optimizers.Dataset: batching, shuffling, sparse, callables."""
 
+import re
+
 import numpy as np
 import pytensor
 import pytest
@@ -70,9 +72,9 @@ def test_iteration_size_cycles_and_resumes():
     assert sorted(starts) == [0.0, 2.0, 4.0]  # the second pass resumes the cycle
 
 
-def test_non_positive_batch_size_gives_one_batch():
+def test_a_batch_as_large_as_the_data_is_one_batch():
     x = rows(7)
-    for size in (0, -1):
+    for size in (7, 100):
         (batch,) = list(Dataset([x], batch_size=size))
         np.testing.assert_array_equal(batch[0], x)
 
@@ -166,10 +168,21 @@ def test_bad_inputs_are_rejected(inputs, match):
         Dataset(inputs)
 
 
-@pytest.mark.parametrize("kwargs", [{"batch_size": 2.5}, {"iteration_size": 0}])
-def test_bad_sizes_are_rejected(kwargs):
-    with pytest.raises(ConfigurationError):
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "`batch_size` must be an integer >= 1. Received: 0"),
+        ({"batch_size": -1}, "`batch_size` must be an integer >= 1. Received: -1"),
+        ({"batch_size": 2.5}, "`batch_size` must be an integer >= 1. Received: 2.5"),
+        ({"batch_size": True}, "`batch_size` must be an integer >= 1. Received: True"),
+        ({"iteration_size": 0}, "`iteration_size` must be None or an integer >= 1. Received: 0"),
+    ],
+)
+def test_bad_sizes_are_rejected(kwargs, message):
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
         Dataset([rows(4)], **kwargs)
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        Dataset(lambda: [rows(4)], **kwargs)
 
 
 def test_single_array_and_repr():

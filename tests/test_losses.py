@@ -464,7 +464,7 @@ def test_float32_stays_float32(name, weighted):
         assert all(v.dtype in ("float32", "int32") for v in loss.variables)
 
 
-def test_default_mode(gen):
+def test_default_mode(gen, default_mode):
     """One check under the mode users get by default (3-D labels, weighted)."""
     p = probabilities(gen, (2, 3, 4))
     labels = gen.integers(0, 4, size=(2, 3)).astype("int32")

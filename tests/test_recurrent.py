@@ -170,23 +170,34 @@ def test_save_and_load_round_trip(tmp_path, seq_data):
 # batches
 
 
-def test_batches_shapes_and_alignment():
+def test_batches_windows_match_numpy_offsets():
     x = np.arange(200.0).reshape(100, 2)
     y = np.arange(100) * 10
     fn = recurrent.batches([x, y], steps=7, batch_size=5, rng=3)
     bx, by = fn()
     assert bx.shape == (5, 7, 2) and by.shape == (5, 7)
-    np.testing.assert_array_equal(by, bx[..., 0] * 5)  # same offsets for every array
-    np.testing.assert_array_equal(np.diff(bx[..., 0], axis=1), 2)  # contiguous windows
-    again = recurrent.batches([x, y], steps=7, batch_size=5, rng=3)()
+    assert bx.dtype == x.dtype and by.dtype == y.dtype
+    # the offsets are the draws of RandomState(3) over every valid start 0..T-steps
+    offsets = np.random.RandomState(3).randint(100 - 7 + 1, size=5)
+    np.testing.assert_array_equal(bx, [x[o : o + 7] for o in offsets])
+    np.testing.assert_array_equal(by, [y[o : o + 7] for o in offsets])
+    again = recurrent.batches([x, y], steps=7, batch_size=5, rng=np.random.RandomState(3))()
     np.testing.assert_array_equal(again[0], bx)
-    assert not np.array_equal(fn()[0], bx)
+    assert not np.array_equal(fn()[0], bx)  # the state advances between calls
+
+
+def test_batches_defaults_are_100_steps_of_64():
+    (bx,) = recurrent.batches([np.zeros((150, 3))], rng=0)()
+    assert bx.shape == (64, 100, 3)
 
 
 def test_batches_window_may_cover_the_whole_sequence():
     x = np.arange(6.0)[:, None]
     (bx,) = recurrent.batches([x], steps=6, batch_size=2, rng=np.random.RandomState(0))()
     np.testing.assert_array_equal(bx[..., 0], [np.arange(6.0)] * 2)
+    # and every start offset, the last one included, is drawn
+    (bx,) = recurrent.batches([x], steps=5, batch_size=200, rng=1)()
+    assert set(bx[:, 0, 0]) == {0.0, 1.0}
 
 
 @pytest.mark.parametrize(
@@ -196,7 +207,9 @@ def test_batches_window_may_cover_the_whole_sequence():
         ([np.zeros((5, 2)), np.zeros((6, 2))], dict(steps=2), "same length"),
         ([], dict(steps=2), "at least one array"),
         ([np.zeros((5, 2))], dict(steps=0), "steps must be a positive integer"),
+        ([np.zeros((5, 2))], dict(steps=2.5), "steps must be a positive integer"),
         ([np.zeros((5, 2))], dict(steps=2, batch_size=0), "batch_size"),
+        ([np.zeros((5, 2))], dict(steps=2, rng="seed"), "rng must be"),
     ],
 )
 def test_batches_errors(arrays, kwargs, match):
@@ -208,66 +221,191 @@ def test_batches_errors(arrays, kwargs, match):
 # Text
 
 
-def test_text_alphabet_encode_decode():
-    t = recurrent.Text("hello world, hello!", min_count=2)
-    assert t.alphabet == " ehlo"
+def test_text_default_alphabet_encode_decode():
+    # counts: l 5, o 3, h 2, e 2, ' ' 2; w r d , ! once each
+    t = recurrent.Text("hello world, hello!")
+    assert t.alpha == " ehlo" and t.alphabet == t.alpha
     assert t.num_classes == 6
     assert t.text == "hello \0o\0l\0\0 hello\0"
     assert t.encode("hole?") == [3, 5, 4, 2, 0]
-    assert t.decode(t.encode("hello")) == "hello"
-    assert t.decode([0, 1]) == "\0 "
-    custom = recurrent.Text("abcabc", alphabet="cb", unknown="_")
-    assert custom.alphabet == "cb" and custom.text == "_bc_bc"
-    with pytest.raises(ValueError, match="labels must be in"):
+    assert t.decode([3, 5, 4, 2, 0]) == "hole\0"
+    assert t.decode(t.encode(t.text)) == t.text
+    assert recurrent.Text("hello world, hello!", min_count=3).alpha == "lo"
+    assert recurrent.Text("hello world, hello!", min_count=1).alpha == " !,dehlorw"
+    with pytest.raises(ValueError, match=r"labels must be in 0\.\.5"):
         t.decode([9])
 
 
-def test_text_classifier_batches():
-    t = recurrent.Text("abcdefgh" * 5, min_count=1)
-    fn = t.classifier_batches(steps=4, batch_size=3, rng=0)
+def test_text_given_alphabet_is_used_as_is():
+    custom = recurrent.Text("abcabc", "cb", unknown="_")
+    assert custom.alpha == "cb" and custom.text == "_bc_bc"
+    assert custom.encode("abcd") == [0, 2, 1, 0]
+    assert custom.decode([0, 1, 2]) == "_cb"
+    # the unknown character itself is never counted in the default alphabet
+    assert recurrent.Text("~~~ab", min_count=1, unknown="~").alpha == "ab"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(alpha="ab\0"), "must not contain the unknown character"),
+        (dict(alpha="a_", unknown="_"), "must not contain the unknown character '_'"),
+        (dict(alpha="aba"), r"more than once: \['a'\]"),
+        (dict(unknown="??"), "unknown must be one character"),
+        (dict(min_count="2"), "min_count must be an integer"),
+    ],
+)
+def test_text_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        recurrent.Text("abcabc", **kwargs)
+
+
+def _batches_oracle(text, steps, batch_size, seed):
+    """One batch built position by position from the offsets RandomState(seed) draws."""
+    enc = text.encode(text.text)
+    offsets = np.random.RandomState(seed).randint(len(enc) - steps, size=batch_size)
+    inputs = np.zeros((batch_size, steps, 1 + len(text.alpha)))
+    labels = np.zeros((batch_size, steps), int)
+    for b, o in enumerate(offsets):
+        for t in range(steps):
+            inputs[b, t, enc[o + t]] = 1
+            labels[b, t] = enc[o + t + 1]
+    return inputs, labels
+
+
+def test_text_classifier_batches_match_a_numpy_oracle():
+    t = recurrent.Text("the cat sat on the mat; the dog sat on the log." * 3, min_count=4)
+    assert 0 in t.encode(t.text)  # some characters are unknown
+    fn = t.classifier_batches(steps=9, batch_size=6, rng=11)
     x, y = fn()
-    assert x.shape == (3, 4, 9) and x.dtype == np.float32
-    assert y.shape == (3, 4) and y.dtype == np.int32
-    np.testing.assert_array_equal(x.sum(axis=-1), 1)
-    seen = x.argmax(axis=-1)
-    np.testing.assert_array_equal(y[:, :-1], seen[:, 1:])  # targets are the next characters
-    np.testing.assert_array_equal(y, (seen % 8) + 1)  # 'a'..'h' cycle: next label
-    with pytest.raises(ValueError, match="at least 5"):
-        recurrent.Text("abcd", min_count=1).classifier_batches(4, 2)
+    assert x.shape == (6, 9, 1 + len(t.alpha)) and x.dtype == np.float32
+    assert y.shape == (6, 9) and y.dtype == np.int32
+    want_x, want_y = _batches_oracle(t, 9, 6, 11)
+    np.testing.assert_array_equal(x, want_x)
+    np.testing.assert_array_equal(y, want_y)
+
+
+def test_text_classifier_batches_use_the_last_window():
+    t = recurrent.Text("abcde", min_count=1)
+    x, y = t.classifier_batches(4, 3, rng=0)()  # one window: the whole text
+    np.testing.assert_array_equal(x.argmax(axis=-1), [[1, 2, 3, 4]] * 3)
+    np.testing.assert_array_equal(y, [[2, 3, 4, 5]] * 3)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((4, 2), "at least 5"),
+        ((0, 2), "steps must be a positive integer"),
+        ((2, 0), "batch_size must be a positive integer"),
+        ((2, True), "batch_size must be a positive integer"),
+    ],
+)
+def test_text_classifier_batches_errors(args, match):
+    with pytest.raises(ValueError, match=match):
+        recurrent.Text("abcd", min_count=1).classifier_batches(*args)
 
 
 # ----------------------------------------------------------------------
 # predict_sequence
 
+K = 4
+PERM = np.array([2, 0, 3, 1])  # next label after label c
+
+
+def _model(out_w, out_b):
+    """A float64 char model: the RNN copies its input, the output layer is set by hand."""
+    with pytensor.config.change_flags(floatX="float64"):
+        net = recurrent.Classifier([K, (K, "rnn", "linear"), K])
+    net.find("hid1", "xh").set_value(np.eye(K))
+    net.find("hid1", "hh").set_value(np.zeros((K, K)))
+    net.find("hid1", "b").set_value(np.zeros(K))
+    net.find("out", "w").set_value(np.asarray(out_w, float))
+    net.find("out", "b").set_value(np.asarray(out_b, float))
+    return net
+
 
 @pytest.fixture(scope="module")
-def char_model():
-    with pytensor.config.change_flags(floatX="float64"):
-        return recurrent.Classifier([4, (5, "rnn", "tanh"), 4])
+def successor_model():
+    """Puts probability ~1 (1 - 3e-22) on PERM[label of the last time step read]."""
+    return _model(50 * np.eye(K)[PERM], np.zeros(K))
 
 
-def test_predict_sequence_greedy_follows_argmax(char_model):
-    got = list(char_model.predict_sequence([1, 2], 4))
-    seq = [1, 2]
-    for _ in range(4):
-        onehot = np.eye(4)[seq][None]
-        seq.append(int(char_model.predict_proba(onehot)[0, -1].argmax()))
-    assert got == seq[2:]
-    assert all(isinstance(g, int) for g in got)
+P_FIXED = np.array([0.1, 0.2, 0.3, 0.4])
 
 
-def test_predict_sequence_sampling_and_streams(char_model):
-    a = list(char_model.predict_sequence([0], 6, streams=3, rng=5))
-    b = list(char_model.predict_sequence([0], 6, streams=3, rng=5))
-    assert a == b
-    assert len(a) == 6 and all(len(step) == 3 for step in a)
-    assert all(0 <= v < 4 for step in a for v in step)
+@pytest.fixture(scope="module")
+def fixed_model():
+    """Predicts the distribution P_FIXED whatever it reads."""
+    return _model(np.zeros((K, K)), np.log(P_FIXED))
 
 
-def test_predict_sequence_errors(char_model):
-    with pytest.raises(ValueError, match="non-empty"):
-        list(char_model.predict_sequence([], 2))
-    with pytest.raises(ValueError, match="labels must be in"):
-        list(char_model.predict_sequence([7], 2))
+def test_predict_sequence_reads_the_last_filled_time_step(successor_model):
+    want, label = [], 1
+    for _ in range(6):
+        label = int(PERM[label])
+        want.append(label)
+    got = list(successor_model.predict_sequence([3, 1], 6, rng=0))
+    assert got == want
+    assert all(type(g) is int for g in got)
+    streams = list(successor_model.predict_sequence([3, 1], 6, streams=3, rng=0))
+    assert streams == [[w] * 3 for w in want]
+
+
+def test_predict_sequence_draws_like_rng_multinomial(fixed_model):
+    for streams in (1, 3):
+        got = list(fixed_model.predict_sequence([0, 2], 5, streams=streams, rng=7))
+        state = np.random.RandomState(7)
+        want = []
+        for _ in range(5):
+            # one draw per buffer row, max(2, streams) rows, in row order
+            row = [int(state.multinomial(1, P_FIXED).argmax()) for _ in range(max(2, streams))]
+            want.append(row[0] if streams == 1 else row)
+        assert got == want
+    same = list(fixed_model.predict_sequence([0], 8, rng=np.random.RandomState(3)))
+    assert same == list(fixed_model.predict_sequence([0], 8, rng=3))
+
+
+def test_predict_sequence_samples_the_predicted_distribution(fixed_model):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    draws = np.array(list(fixed_model.predict_sequence([1], 40, streams=50, rng=2)))
+    counts = np.bincount(draws.ravel(), minlength=K)
+    assert counts.sum() == 2000
+    assert scipy_stats.chisquare(counts, 2000 * P_FIXED).pvalue > 1e-3
+    # an unseeded source still samples (not the argmax every time)
+    assert len(set(fixed_model.predict_sequence([1], 30, rng=None))) > 1
+
+
+def test_predict_sequence_falls_back_to_argmax(monkeypatch):
+    net = _model(np.zeros((K, K)), np.zeros(K))
+    bad = np.array([0.2, 0.9, 0.5, 0.1])  # sums to 1.7: rng.multinomial rejects it
+
+    def fake_proba(x, **kwargs):
+        return np.broadcast_to(bad, x.shape[:2] + (K,))
+
+    monkeypatch.setattr(net, "predict_proba", fake_proba)
+    assert list(net.predict_sequence([0], 5, streams=2, rng=0)) == [[1, 1]] * 5
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        (([], 2), {}, "non-empty"),
+        (([[1]], 2), {}, "non-empty sequence of integers"),
+        (([0.5], 2), {}, "integers"),
+        (([7], 2), {}, r"labels must be in 0\.\.3"),
+        (([-1], 2), {}, r"labels must be in 0\.\.3"),
+        (([1], -1), {}, "steps must be an integer >= 0"),
+        (([1], 2.0), {}, "steps must be"),
+        (([1], 2), dict(streams=0), "streams must be a positive integer"),
+        (([1], 2), dict(rng="x"), "rng must be"),
+    ],
+)
+def test_predict_sequence_errors_are_raised_at_the_call(fixed_model, args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fixed_model.predict_sequence(*args, **kwargs)  # no iteration needed
+
+
+def test_predict_sequence_needs_one_hot_inputs():
     with pytest.raises(ConfigurationError, match="one-hot"):
-        list(recurrent.Classifier([3, (5, "rnn"), 4]).predict_sequence([1], 2))
+        recurrent.Classifier([3, (5, "rnn"), 4]).predict_sequence([1], 2)

@@ -23,11 +23,6 @@ F64 = dict(floatX="float64")
 MODE = "FAST_COMPILE"
 
 
-@pytest.fixture
-def default_mode():
-    """Request this fixture to compile under the mode users get by default."""
-
-
 @pytest.fixture(autouse=True)
 def _fast_compile(request):
     """Compile with FAST_COMPILE unless a test requests ``default_mode``."""

@@ -1,12 +1,16 @@
 """Tests for theanets.trainer: Network.train/itertrain with every algorithm."""
 
+import io
 import os
+import re
+import types
 
 import numpy as np
 import pytest
 import scipy.sparse
 
 import theanets
+from theanets import trainer
 from theanets.util import ConfigurationError
 
 ALGOS = ["sgd", "nag", "rprop", "rmsprop", "adagrad", "adadelta", "esgd", "adam"]
@@ -48,6 +52,9 @@ def test_train_returns_monitors_with_accuracy(classification_data):
         algo="adam",
         learning_rate=0.01,
         max_updates=30,
+        # one batch, so that the validation accuracy (a mean over batches)
+        # is the accuracy over all the data that score() computes
+        batch_size=len(classification_data[0]),
         monitors={"hid1:out": (0.1, 0.9)},
     )
     for monitors in (tm, vm):
@@ -180,23 +187,136 @@ def test_sample_trainer_sets_unit_columns(regression_data):
         assert np.min(np.abs(normed - column).sum(axis=1)) < 1e-4
 
 
-def test_save_progress(tmp_path, regression_data):
+def _count_saves(monkeypatch, net, data, **kwargs):
+    """Train; return, for each save, how many pairs had been yielded by then."""
+    pairs, saves = [], []
+    monkeypatch.setattr(net, "save", lambda target: saves.append((len(pairs), target)))
+    kwargs = dict(algo="sgd", batch_size=len(data[0]), validate_every=100, patience=100, **kwargs)
+    for pair in net.itertrain(data, **kwargs):
+        pairs.append(pair)
+    return len(pairs), saves
+
+
+def test_save_every_counts_pairs_from_zero(monkeypatch, regression_data):
+    # pairs are counted from 0 and pair i is followed by a save when i > 0 and
+    # i % N == 0: with N = 2 after the 3rd, 5th and 7th pair; then once more
+    # at the end
     net = theanets.Regressor([4, 3])
-    pattern = str(tmp_path / "model-{}.pkl")
+    n, saves = _count_saves(
+        monkeypatch, net, list(regression_data), max_updates=8, save_every=2, save_progress="m.pkl"
+    )
+    assert n == 8
+    assert saves == [(3, "m.pkl"), (5, "m.pkl"), (7, "m.pkl"), (8, "m.pkl")]
+    n, saves = _count_saves(
+        monkeypatch, net, list(regression_data), max_updates=5, save_every=1, save_progress="m.pkl"
+    )
+    assert [count for count, _ in saves] == [2, 3, 4, 5, 5]
+
+
+def test_save_every_float_is_minutes_since_the_last_save(monkeypatch, regression_data):
+    clock = [0.0]
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    net = theanets.Regressor([4, 3])
+    pairs, saves = [], []
+    monkeypatch.setattr(net, "save", lambda target: saves.append(len(pairs)))
+    for pair in net.itertrain(
+        list(regression_data),
+        algo="sgd",
+        batch_size=64,
+        max_updates=8,
+        validate_every=100,
+        save_every=1.0,
+        save_progress="m.pkl",
+    ):
+        pairs.append(pair)
+        clock[0] = 25.0 * len(pairs)  # each epoch takes 25 seconds
+    # checks after pairs 2..8 at 50, 75, ... s: saves at 75 s and 150 s, then the final one
+    assert saves == [3, 6, 8]
+
+
+def test_save_progress_writes_the_final_model_atomically(tmp_path, regression_data):
+    net = theanets.Regressor([4, 3])
+    path = tmp_path / "model.pkl"
     net.train(
         list(regression_data),
         algo="sgd",
-        max_updates=8,
+        max_updates=6,
         batch_size=32,
-        save_progress=pattern,
         save_every=2,
+        save_progress=str(path),
     )
-    files = sorted(os.listdir(tmp_path))
-    assert files and all(f.startswith("model-") and f.endswith(".pkl") for f in files)
-    loaded = theanets.Network.load(str(tmp_path / files[-1]))
+    # written through a temporary file that replaced the target: nothing else is left
+    assert os.listdir(tmp_path) == ["model.pkl"]
+    loaded = theanets.Network.load(str(path))
     np.testing.assert_allclose(
         loaded.predict(regression_data[0]), net.predict(regression_data[0]), rtol=1e-6
     )
+
+
+def test_save_progress_formats_the_time_and_takes_file_objects(monkeypatch, regression_data):
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(time=lambda: 1234.9))
+    net = theanets.Regressor([4, 3])
+    _, saves = _count_saves(
+        monkeypatch,
+        net,
+        list(regression_data),
+        max_updates=3,
+        save_every=2,
+        save_progress="model-{}.pkl",
+    )
+    assert saves == [(3, "model-1234.pkl"), (3, "model-1234.pkl")]
+    monkeypatch.undo()
+    handle = io.BytesIO()
+    net.train(list(regression_data), algo="sgd", max_updates=2, save_progress=handle)
+    handle.seek(0)
+    loaded = theanets.Network.load(handle)
+    np.testing.assert_allclose(
+        loaded.predict(regression_data[0]), net.predict(regression_data[0]), rtol=1e-6
+    )
+
+
+def test_regularizer_build_takes_a_leading_number_as_the_weight(regression_data):
+    reg = theanets.Regularizer.build("weight_l2", 0.01)
+    assert isinstance(reg, theanets.regularizers.WeightL2)
+    assert (reg.weight, reg.pattern) == (0.01, None)
+    # (pattern, weight) is still the positional order
+    reg = theanets.Regularizer.build("hidden_l1", "hid1:out", 0.1)
+    assert (reg.pattern, reg.weight) == ("hid1:out", 0.1)
+    with pytest.raises(ConfigurationError, match="a number given first is the weight"):
+        theanets.Regularizer.build("weight_l2", 0.01, "*.w")
+    with pytest.raises(ConfigurationError, match="a number given first is the weight"):
+        theanets.Regularizer.build("weight_l2", 0.01, weight=0.02)
+    # it acts as the weight: with one weight array the loss is mse + 0.01 * mean(w ** 2)
+    net = theanets.Regressor([4, 3])
+    x, y = regression_data
+    w = net.find("out", "w").get_value()
+    expected = np.mean((net.predict(x) - y) ** 2) + 0.01 * np.mean(w**2)
+    built = net.loss_value(x, y, regularizers=[theanets.Regularizer.build("weight_l2", 0.01)])
+    assert built == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "spec, key, value, kind",
+    [
+        ([dict(size=4, input_noise=0.3), 3], "input_noise", 0.3, "regularizer option"),
+        ([4, dict(size=5, hidden_dropout=0.5), 3], "hidden_dropout", 0.5, "regularizer option"),
+        ([4, (5, "tanh", dict(weight_l2=0.01)), 3], "weight_l2", 0.01, "regularizer option"),
+        ([4, dict(size=5, learning_rate=0.1), 3], "learning_rate", 0.1, "training option"),
+    ],
+)
+def test_training_keywords_in_a_layer_spec_say_where_they_belong(spec, key, value, kind):
+    hint = re.escape(f"{kind}, not a layer setting; give it when training: ")
+    hint += re.escape(f"net.train(..., {key}={value!r})")
+    with pytest.raises(ConfigurationError, match=hint):
+        theanets.Regressor(spec)
+
+
+def test_unknown_layer_keywords_are_still_plain_errors():
+    with pytest.raises(ConfigurationError, match="unknown keyword argument 'sparsty'"):
+        theanets.Regressor([4, dict(size=5, sparsty=0.5), 3])
+    # rng is a layer keyword as well as a training one
+    net = theanets.Regressor([4, dict(size=5, rng=3), 3])
+    assert net.layers[1].name == "hid1"
 
 
 def test_progress_bar_option(regression_data, capsys):

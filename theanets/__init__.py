@@ -19,6 +19,7 @@ from . import (  # noqa: E402
     convolution,
     layers,
     losses,
+    optimizers,
     recurrent,  # noqa: E402
     regularizers,
     util,
@@ -50,6 +51,7 @@ __all__ = [
     "layers",
     "log",
     "losses",
+    "optimizers",
     "recurrent",
     "regularizers",
     "util",

@@ -156,6 +156,28 @@ def build(name, layer=None, **kwargs):
     return Activation.lookup(key)(text, layer, **kwargs)
 
 
+def is_known(name):
+    """Return True if ``name`` is a string :func:`build` understands.
+
+    Parameters
+    ----------
+    name : str
+        A registered activation name, ``'maxout:K'``, or such names joined
+        by ``+``.
+
+    Returns
+    -------
+    bool
+    """
+    for part in name.split("+"):
+        key = part.strip().lower()
+        if key.startswith("maxout:"):
+            key = "maxout"
+        if not Activation.is_registered(key):
+            return False
+    return True
+
+
 class Activation(util.Registrar):
     r"""Base class of activation functions.
 
@@ -252,18 +274,28 @@ class Activation(util.Registrar):
 
 
 class _Composed(Activation, register=False):
-    """Apply ``first``, then ``second`` (the result of ``'first+second'``)."""
+    """Apply ``f``, then ``g`` (the result of ``'f+g'``), named ``'g(f)'``.
 
-    def __init__(self, first, second):
-        super().__init__(f"{second.name}({first.name})", first.layer)
-        self.first = first
-        self.second = second
-        self.params = list(getattr(first, "params", [])) + [
-            p for p in getattr(second, "params", []) if p not in getattr(first, "params", [])
-        ]
+    Attributes
+    ----------
+    f : :class:`Activation`
+        The function applied first.
+    g : :class:`Activation`
+        The function applied to the result of ``f``.
+    params : list
+        ``g.params + f.params``.
+    """
+
+    def __init__(self, f, g):
+        super().__init__(f"{g.name}({f.name})", f.layer)
+        self.f = f
+        self.g = g
+        inner = list(getattr(f, "params", []))
+        outer = list(getattr(g, "params", []))
+        self.params = outer + [p for p in inner if all(p is not q for q in outer)]
 
     def __call__(self, x):
-        return self.second(self.first(x))
+        return self.g(self.f(x))
 
 
 class _Wrapped(Activation, register=False):

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+import scipy.sparse
 from pytensor.graph.replace import clone_replace
 
 from . import graph, util
@@ -13,13 +14,31 @@ __all__ = ["Regressor", "Classifier", "Autoencoder"]
 
 
 def _r_squared(target, prediction, weights=None):
-    """Coefficient of determination, optionally weighted per value."""
-    if weights is None:
-        weights = np.ones_like(target)
+    """Coefficient of determination over all values, optionally weighted.
+
+    Computed in float64. With weights, both the sums and the mean of the
+    targets are weighted: :math:`1 - \\sum w (y - \\hat y)^2 / \\sum w (y -
+    \\bar y_w)^2` with :math:`\\bar y_w = \\sum w y / \\sum w`.
+    """
+    target = np.asarray(target, dtype="float64")
+    prediction = np.asarray(prediction, dtype="float64")
+    weights = np.ones_like(target) if weights is None else np.asarray(weights, dtype="float64")
     mean = (weights * target).sum() / weights.sum()
     residual = (weights * (target - prediction) ** 2).sum()
     total = (weights * (target - mean) ** 2).sum()
     return float(1 - residual / total) if total > 0 else float(residual == 0)
+
+
+def _score_weights(w, shape):
+    """Return score weights as float64 after checking them against the targets' shape."""
+    w = np.asarray(w, dtype="float64")
+    if w.shape != tuple(shape):
+        raise ValueError(f"score: w has shape {w.shape}; give one weight per target value, {shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("score: w contains NaN or infinite values")
+    if np.any(w < 0) or not w.sum() > 0:
+        raise ValueError("score: w must be non-negative with a positive sum")
+    return w
 
 
 class Regressor(graph.Network):
@@ -39,7 +58,11 @@ class Regressor(graph.Network):
         """Compute the coefficient of determination :math:`R^2` of predictions.
 
         .. math::
-            R^2 = 1 - \\frac{\\sum w (y - \\hat y)^2}{\\sum w (y - \\bar y)^2}
+            R^2 = 1 - \\frac{\\sum w (y - \\hat y)^2}{\\sum w (y - \\bar y_w)^2},
+            \\qquad \\bar y_w = \\frac{\\sum w y}{\\sum w},
+
+        summed over every target value (all examples and outputs); without
+        weights, :math:`w = 1`.
 
         Parameters
         ----------
@@ -48,25 +71,29 @@ class Regressor(graph.Network):
         y : ndarray
             Targets.
         w : ndarray, optional
-            Weights of the target values.
+            Non-negative weights, one per target value (the shape of ``y``).
         **kwargs
             Regularizer keyword arguments applied when predicting.
 
         Returns
         -------
         float
-            1 for a perfect fit; 0 for predicting the mean.
+            1 for a perfect fit; 0 for predicting the (weighted) mean.
+
+        Raises
+        ------
+        ValueError
+            If ``y`` or ``w`` has the wrong shape or non-finite values, or the
+            weights are negative or sum to zero.
         """
-        data = [x, y] if w is None else [x, y, w]
-        names = ["x", "y", "w"][: len(data)]
         prediction = self.predict(self._finite_inputs(x, "score"), **kwargs)
-        y = np.asarray(y, dtype=prediction.dtype)
+        y = np.asarray(y, dtype="float64")
         if y.shape != prediction.shape:
             raise ValueError(
                 f"score: y has shape {y.shape}, the network predicts {prediction.shape}"
             )
-        self._check_finite([np.asarray(d) for d in data[1:]], names[1:])
-        return _r_squared(y, prediction, None if w is None else np.asarray(w, prediction.dtype))
+        self._check_finite([y], ["y"])
+        return _r_squared(y, prediction, None if w is None else _score_weights(w, y.shape))
 
 
 class Classifier(graph.Network):
@@ -173,19 +200,30 @@ class Classifier(graph.Network):
     def score(self, x, y, w=None, **kwargs):
         """Return the (weighted) accuracy of predicted labels.
 
+        The fraction of labels predicted correctly, or with weights
+        :math:`\\sum w [y = \\hat y] / \\sum w`.
+
         Parameters
         ----------
         x : ndarray
             Inputs.
         y : ndarray of int
-            True class labels.
+            True class labels, in ``0 .. num_classes - 1``.
         w : ndarray, optional
-            Weight of each label.
+            Non-negative weights, one per label (the shape of ``y``).
+        **kwargs
+            Regularizer keyword arguments applied when predicting.
 
         Returns
         -------
         float
-            The fraction of correctly classified examples.
+            The (weighted) fraction of correctly classified labels.
+
+        Raises
+        ------
+        ValueError
+            For labels outside ``0 .. num_classes - 1``, a wrong shape, or
+            weights that are negative, non-finite or sum to zero.
         """
         labels = [v for v in self.variables if v.dtype.startswith("int")]
         var = labels[0] if labels else pt.tensor(dtype="int64", shape=(None,) * (np.ndim(y)))
@@ -198,8 +236,7 @@ class Classifier(graph.Network):
         correct = (predicted == y).astype(float)
         if w is None:
             return float(correct.mean())
-        w = np.asarray(w, dtype=float)
-        self._check_finite([w], ["w"])
+        w = _score_weights(w, y.shape)
         return float((w * correct).sum() / w.sum())
 
 
@@ -241,7 +278,13 @@ class Autoencoder(graph.Network):
             Name or index of the layer whose ``:out`` is the code (or a full
             output name). Defaults to the middle layer.
         sample : bool, optional
-            If True, draw binary samples with the code values as probabilities.
+            If True, return binary samples (uint8) drawn with the code values
+            as independent Bernoulli probabilities (clipped to ``[0, 1]``).
+            The draws come from a random state of the network's own, seeded
+            with its ``rng`` on the first sampling call (or, if ``rng`` is a
+            RandomState, from that state), so a network built with the same
+            seed gives the same samples, and NumPy's global random state is
+            left alone.
         **kwargs
             Regularizer keyword arguments.
 
@@ -251,8 +294,15 @@ class Autoencoder(graph.Network):
         """
         code = self._predict_output(x, self._layer_output_name(layer), **kwargs)
         if sample:
-            return np.random.binomial(n=1, p=np.clip(code, 0, 1)).astype(np.uint8)
+            rng = self._sampling_rng()
+            return rng.binomial(n=1, p=np.clip(code, 0, 1)).astype(np.uint8)
         return code
+
+    def _sampling_rng(self):
+        """The random state for :meth:`encode` samples, made from ``rng`` when first needed."""
+        if getattr(self, "_code_rng", None) is None:
+            self._code_rng = util.resolve_rng(self.rng)
+        return self._code_rng
 
     def decode(self, z, layer=None, **kwargs):
         """Decode codes from an inner layer back to the output space.
@@ -284,8 +334,12 @@ class Autoencoder(graph.Network):
             self._functions[key] = pytensor.function(
                 [replacement], out, updates=updates, on_unused_input="ignore"
             )
-        z = util.as_float(z)
-        want = outputs[name].ndim
+        code_type = outputs[name].type
+        z = np.asarray(z)
+        if z.dtype.kind not in "biuf":
+            raise TypeError(f"decode: codes must be real numbers, got dtype {z.dtype}")
+        z = np.ascontiguousarray(z, dtype=code_type.dtype)
+        want = code_type.ndim
         if z.ndim != want:
             raise ValueError(f"decode: codes for {name!r} must be {want}-D, got shape {z.shape}")
         return self._functions[key](z)
@@ -293,17 +347,37 @@ class Autoencoder(graph.Network):
     def score(self, x, w=None, **kwargs):
         """Return the :math:`R^2` of the reconstruction of ``x``.
 
+        The same (weighted) coefficient of determination as
+        :meth:`Regressor.score <theanets.feedforward.Regressor.score>`, with
+        the input as the target.
+
         Parameters
         ----------
         x : ndarray
             Inputs.
         w : ndarray, optional
-            Weights of the input values.
+            Non-negative weights, one per input value (the shape of ``x``).
+        **kwargs
+            Regularizer keyword arguments applied when predicting.
 
         Returns
         -------
         float
+            1 for a perfect reconstruction.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` has non-finite values or ``w`` is invalid (see
+            :meth:`Regressor.score <theanets.feedforward.Regressor.score>`).
         """
         x = self._finite_inputs(x, "score")
         prediction = self.predict(x, **kwargs)
-        return _r_squared(x, prediction, None if w is None else np.asarray(w, prediction.dtype))
+        if scipy.sparse.issparse(x):
+            x = x.toarray()
+        if np.shape(x) != prediction.shape:
+            raise ValueError(
+                "score: an autoencoder's score compares its output with its (single) input, "
+                f"but it predicts shape {prediction.shape} for inputs of shape {np.shape(x)}"
+            )
+        return _r_squared(x, prediction, None if w is None else _score_weights(w, x.shape))

@@ -17,6 +17,7 @@ import pytensor
 import pytensor.tensor as pt
 import scipy.sparse
 
+from . import activations as _activations
 from . import layers as _layers
 from . import losses as _losses
 from . import regularizers as _regularizers
@@ -29,10 +30,58 @@ __all__ = ["Network"]
 _COMPAT_KWARGS = ("hidden_activation", "output_activation")
 
 
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _unique(items):
     """Drop repeated objects (by identity), keeping the first of each."""
     seen = set()
     return [x for x in items if not (id(x) in seen or seen.add(id(x)))]
+
+
+#: Keyword arguments of ``train``/``itertrain`` that belong to neither the
+#: optimizers nor the regularizers.
+_TRAINING_CALL_KWARGS = (
+    "algo",
+    "algorithm",
+    "subalgo",
+    "save_every",
+    "save_progress",
+    "monitors",
+    "monitor_gradients",
+)
+
+
+def _reject_training_kwargs(cls, kwargs):
+    """Refuse regularizer and training options in a layer spec, saying where they go.
+
+    Theano-era scripts sometimes wrote e.g. ``dict(size=4, input_noise=0.3)``
+    as a layer; the old code kept such keywords and ignored them.
+    """
+    import inspect
+
+    from . import optimizers
+
+    accepted = set()
+    for klass in cls.__mro__:
+        if "__init__" in klass.__dict__:
+            accepted.update(inspect.signature(klass.__dict__["__init__"]).parameters)
+    others = {key: value for key, value in kwargs.items() if key not in accepted}
+    if not others:
+        return
+    regularizer_names = _regularizers.known_kwargs()
+    training_names = set(_TRAINING_CALL_KWARGS)
+    for algo in optimizers.Optimizer.registered_names():
+        training_names |= optimizers.Optimizer.lookup(algo).known_kwargs()
+    for key, value in others.items():
+        if key not in regularizer_names | training_names:
+            continue
+        what = "a regularizer option" if key in regularizer_names else "a training option"
+        raise util.ConfigurationError(
+            f"layer {kwargs.get('name')!r}: {key!r} is {what}, not a layer setting; "
+            f"give it when training: net.train(..., {key}={value!r})"
+        )
 
 
 class Network:
@@ -45,7 +94,8 @@ class Network:
         be an int (a size), a tuple such as ``(100, 'tanh')``,
         ``(100, 'lstm')`` or ``('tied', 784)`` (ints are sizes, registered
         layer names are forms, other strings are activations, dicts add
-        keyword arguments), a shape tuple of ints for the input layer, a dict
+        keyword arguments), a tuple of ints only (a shape such as
+        ``(28, 28, 1)``, at any position), a dict
         of :class:`theanets.layers.Layer` keyword arguments with an optional
         ``form``, a form name such as ``'flatten'``, or a Layer instance.
     loss : str or :class:`theanets.losses.Loss`, optional
@@ -109,17 +159,25 @@ class Network:
         if isinstance(spec, (numbers.Integral,)) and not isinstance(spec, bool):
             kwargs["size"] = int(spec)
         elif isinstance(spec, (tuple, list)):
-            if first and len(spec) > 1 and all(isinstance(s, numbers.Integral) for s in spec):
+            if spec and all(_is_int(s) for s in spec):
                 kwargs["shape"] = tuple(int(s) for s in spec)
             else:
                 for item in spec:
-                    if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+                    if _is_int(item):
                         kwargs["size"] = int(item)
                     elif isinstance(item, str):
                         if _layers.Layer.is_registered(item):
                             form = item
-                        else:
+                        elif _activations.is_known(item):
                             kwargs["activation"] = item
+                        else:
+                            words = _layers.Layer.registered_names() + (
+                                _activations.Activation.registered_names()
+                            )
+                            raise util.ConfigurationError(
+                                f"layer spec {spec!r}: {item!r} is neither a layer form nor an "
+                                f"activation.{util.closest_match(item.lower(), words)}"
+                            )
                     elif isinstance(item, dict):
                         kwargs.update(item)
                     elif isinstance(item, (tuple, list)) and first:
@@ -178,10 +236,9 @@ class Network:
                     f"add_layer got keyword arguments {sorted(kwargs)} with a Layer instance"
                 )
             new = layer
-            if new.name is None:
-                new.name = self._default_name(is_output)
             if new.inputs is None and new._requires_inputs and self.layers:
                 new.inputs = [self.layers[-1].output_name]
+                new.kwargs["inputs"] = self.layers[-1].output_name
         else:
             form, spec_kwargs = self._parse_spec(layer, is_output)
             spec_kwargs.update(kwargs)
@@ -196,6 +253,7 @@ class Network:
                 spec_kwargs.setdefault("ndim", self.INPUT_NDIM)
             if issubclass(cls, _layers.Tied) and "partner" not in spec_kwargs:
                 spec_kwargs["partner"] = self._find_tied_partner(spec_kwargs)
+            _reject_training_kwargs(cls, spec_kwargs)
             try:
                 new = cls(**spec_kwargs)
             except TypeError as err:
@@ -274,7 +332,7 @@ class Network:
                 f"loss output {output_name!r} is not an output of this network."
                 f"{util.closest_match(full, shapes)}"
             )
-        return len(shapes[full])
+        return len(shapes[full]) + 1
 
     def set_loss(self, *args, **kwargs):
         """Replace all losses by a single new one (see :meth:`add_loss`)."""
@@ -409,6 +467,8 @@ class Network:
         return self._graphs[key]
 
     def _compile(self, key, inputs, outputs, updates=()):
+        # compiled under the PyTensor mode in force now, and reused only under it
+        key = (key, str(pytensor.config.mode), pytensor.config.linker)
         if key not in self._functions:
             self._functions[key] = pytensor.function(
                 inputs, outputs, updates=list(updates), on_unused_input="ignore"
@@ -451,40 +511,156 @@ class Network:
 
         Parameters
         ----------
-        monitors : dict or sequence of (str, levels), optional
-            Maps glob patterns of graph outputs (``'hid1:out'``) to threshold
-            values; for each matching output and each value ``v`` the
-            fraction of entries below ``v`` is reported as ``'<name><v'``.
-            A value may also be a callable mapping the expression to a
-            scalar, reported as ``'<name>:<callable name>'``.
+        monitors : dict or sequence of (pattern, levels) pairs, optional
+            Each glob ``pattern`` is matched against the graph's output names
+            (``'hid1:out'``) and then against the parameter names
+            (``'hid1.w'``; ``'*.w'`` gives ``hid1.w``, ``hid2.w``, ...,
+            ``out.w`` in layer order). For every match, ``levels`` says what
+            to report:
+
+            - a number ``v``: the fraction of entries below ``v``, as
+              ``'<name><v'``;
+            - a list or tuple of numbers: one such entry each;
+            - a dict, or a list of ``(label, callable)`` pairs: the scalar
+              ``callable(expr)``, as ``'<name>:<label>'``;
+            - a bare callable: the same, labelled with its ``__name__``.
+
+            Lists may mix numbers and pairs.
         **kwargs
-            Regularizer keyword arguments.
+            Regularizer keyword arguments (the monitors see the graph they
+            build, e.g. with dropout).
 
         Returns
         -------
         list of (str, scalar expression)
-            ``('err', first loss)`` first, then the requested monitors.
+            ``('err', first loss)`` first, then the requested monitors in the
+            order of the patterns, the matches and the levels. A name made
+            twice by overlapping patterns is reported once.
+
+        Raises
+        ------
+        ConfigurationError
+            If ``monitors`` is not a dict or a sequence of pairs, a pattern is
+            not a string, a level is neither a number nor a ``(label,
+            callable)`` pair (nor a callable), or a callable does not return
+            a scalar.
+
+        Examples
+        --------
+        >>> import theanets
+        >>> net = theanets.Regressor([3, 4, 2])
+        >>> [name for name, _ in net.monitors(
+        ...     monitors={'hid1:out': (0.1, 0.9), '*.w': [('rms', lambda w: (w * w).mean())]})]
+        ['err', 'hid1:out<0.1', 'hid1:out<0.9', 'hid1.w:rms', 'out.w:rms']
         """
-        spec = kwargs.pop("monitors", None) or {}
+        spec = [
+            (pattern, self._monitor_levels(pattern, levels))
+            for pattern, levels in self._monitor_items(kwargs.pop("monitors", None))
+        ]
         regs = self._regularizers(kwargs, "monitors()")
         outputs, _ = self.build_graph(regs)
         result = [("err", self.losses[0](outputs))]
-        items = spec.items() if isinstance(spec, dict) else spec
-        for pattern, levels in items:
+        seen = {"err"}
+        for pattern, levels in spec:
             matches = list(util.outputs_matching(outputs, pattern))
+            matches += list(util.params_matching(self.layers, pattern))
             if not matches:
-                util.log("monitor pattern {!r} matches no graph output", pattern, level=30)
-            if callable(levels) or isinstance(levels, (numbers.Number,)):
-                levels = [levels]
+                util.log(
+                    "monitor pattern {!r} matches no graph output or parameter",
+                    pattern,
+                    level=30,
+                )
             for name, expr in matches:
-                for level in levels:
-                    if callable(level):
-                        label = getattr(level, "__name__", "fn")
-                        result.append((f"{name}:{label}", level(expr)))
-                    else:
-                        below = pt.cast(pt.lt(expr, level), pytensor.config.floatX).mean()
-                        result.append((f"{name}<{level}", below))
+                for suffix, fn in levels:
+                    key = f"{name}{suffix}"
+                    if key not in seen:
+                        seen.add(key)
+                        result.append((key, self._monitor_value(key, fn, expr)))
         return result
+
+    @staticmethod
+    def _monitor_items(spec):
+        """The ``(pattern, levels)`` pairs of a ``monitors`` argument."""
+        if spec is None:
+            return []
+        items = list(spec.items()) if isinstance(spec, dict) else spec
+        if isinstance(items, str) or not isinstance(items, (list, tuple)):
+            raise util.ConfigurationError(
+                "monitors must be a dict or a list of (pattern, levels) pairs, e.g. "
+                f"monitors={{'hid1:out': (0.1, 0.9)}}; got {type(spec).__name__} {spec!r}"
+            )
+        for item in items:
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise util.ConfigurationError(
+                    f"monitors: each entry must be a (pattern, levels) pair, got {item!r}"
+                )
+            pattern = item[0]
+            if not isinstance(pattern, str) and not (
+                isinstance(pattern, (list, tuple)) and all(isinstance(p, str) for p in pattern)
+            ):
+                raise util.ConfigurationError(
+                    f"monitors: patterns must be glob strings such as 'hid1:out' or "
+                    f"'*.w', got {pattern!r}"
+                )
+        return [tuple(item) for item in items]
+
+    @staticmethod
+    def _monitor_levels(pattern, levels):
+        """Turn one pattern's ``levels`` into ``(name suffix, function)`` pairs."""
+
+        def is_number(value):
+            return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+        def is_pair(value):
+            return (
+                isinstance(value, (list, tuple))
+                and len(value) == 2
+                and isinstance(value[0], str)
+                and callable(value[1])
+            )
+
+        def below(level):
+            return lambda expr: pt.cast(pt.lt(expr, level), pytensor.config.floatX).mean()
+
+        if is_number(levels) or callable(levels) or is_pair(levels):
+            levels = [levels]
+        elif isinstance(levels, dict):
+            levels = list(levels.items())
+        if not isinstance(levels, (list, tuple)):
+            levels = [levels]
+        result = []
+        for level in levels:
+            if is_number(level):
+                result.append((f"<{level}", below(level)))
+            elif is_pair(level):
+                result.append((f":{level[0]}", level[1]))
+            elif callable(level):
+                result.append((f":{getattr(level, '__name__', 'fn')}", level))
+            else:
+                raise util.ConfigurationError(
+                    f"monitors[{pattern!r}]: a level must be a number (reports the fraction "
+                    "of values below it), a (label, callable) pair or a dict of them "
+                    f"(reports callable(expr) as '<name>:<label>'); got "
+                    f"{type(level).__name__} {level!r}"
+                )
+        return result
+
+    @staticmethod
+    def _monitor_value(name, fn, expr):
+        """Apply a monitor function; the result must be a scalar expression."""
+        value = fn(expr)
+        try:
+            value = pt.as_tensor_variable(value)
+        except (TypeError, ValueError, NotImplementedError) as err:
+            raise util.ConfigurationError(
+                f"monitor {name!r}: the callable returned {value!r}, not an expression"
+            ) from err
+        if value.ndim != 0:
+            raise util.ConfigurationError(
+                f"monitor {name!r}: the callable must return a scalar, got an expression "
+                f"with {value.ndim} axes (reduce it, e.g. with .mean())"
+            )
+        return pt.cast(value, pytensor.config.floatX)
 
     # ------------------------------------------------------------------
     # evaluation
@@ -533,12 +709,12 @@ class Network:
         if array.ndim != layer.ndim:
             raise ValueError(
                 f"{what}: input layer {layer.name!r} expects {layer.ndim}-D data of shape "
-                f"{layer.output_shape}, got shape {array.shape}"
+                f"{(None, *layer.output_shape)}, got shape {array.shape}"
             )
-        for axis, (want, got) in enumerate(zip(layer.output_shape, array.shape)):
+        for axis, (want, got) in enumerate(zip((None, *layer.output_shape), array.shape)):
             if want is not None and want != got:
                 raise ValueError(
-                    f"{what}: input layer {layer.name!r} expects shape {layer.output_shape}, got "
+                    f"{what}: input layer {layer.name!r} expects shape {(None, *layer.output_shape)}, got "
                     f"{array.shape} (axis {axis} should be {want})"
                 )
         if layer.sparse:

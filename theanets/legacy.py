@@ -475,11 +475,12 @@ def _recurrent_options(state):
 class _LayerRecord:
     """A saved layer: our spec, plus what is needed to copy its values."""
 
-    def __init__(self, spec, state, values, workers=()):
+    def __init__(self, spec, state, values, workers=(), master=False):
         self.spec = spec
         self.state = state
         self.values = values  # full param name -> ndarray
         self.workers = workers  # records of a Bidirectional layer's workers
+        self.master = master  # saved by the 0.8 development line
 
 
 def _layer_record(obj, previous, model, is_worker=False):
@@ -492,16 +493,19 @@ def _layer_record(obj, previous, model, is_worker=False):
     what = f"layer {name!r} ({path})"
     from .layers import Layer
 
-    form = _LAYER_FORMS.get(short)
+    forms = _MASTER_FORMS if _is_master_layer(state) else _LAYER_FORMS
+    form = forms.get(short)
     if form is None or not module.startswith("theanets.layers"):
         raise ValueError(
             f"{what}: unknown layer class {path}; layers that can be converted: "
-            f"{', '.join(sorted(_LAYER_FORMS))}"
+            f"{', '.join(sorted(forms))}"
         )
     if not Layer.is_registered(form):
         raise ValueError(f"{what}: this installation has no {form!r} layer to convert it to")
     if not isinstance(name, str):
         raise ValueError(f"layer {path}: cannot read its name {name!r}")
+    if _is_master_layer(state):
+        return _master_record(state, form, short, what, is_worker)
     size = state.get("size")
     spec = dict(form=form, name=name)
     values = {}
@@ -583,6 +587,247 @@ def _layer_record(obj, previous, model, is_worker=False):
     return _LayerRecord(spec, state, values, workers)
 
 
+# ----------------------------------------------------------------------
+# layers saved by the 0.8 development line (upstream master)
+
+#: Old layer class name -> layer form here, for files of the 0.8 line.
+_MASTER_FORMS = {
+    **{k: v for k, v in _LAYER_FORMS.items() if k not in _RATE_CLASSES},
+    "Conv2": "conv2",
+    "Pool1": "pool1",
+    "Pool2": "pool2",
+}
+
+_RECURRENT_FORMS = ("rnn", "rrnn", "mrnn", "lstm", "gru", "clockwork", "mut1", "scrn")
+
+
+def _is_master_layer(state):
+    """True for a layer saved by the 0.8 line, which kept its shapes by output name."""
+    return isinstance(state.get("_output_shapes"), dict) and isinstance(state.get("kwargs"), dict)
+
+
+def _object_activation(act, what):
+    """The activation name here for a saved activation object (not a name)."""
+    short = _short(act)
+    module = (_path(act) or "").rpartition(".")[0]
+    if module == "theanets.activations" and isinstance(act, type) and short in _FUNCTIONS:
+        return _FUNCTIONS[short]
+    if short == "Elemwise" and isinstance(act, LegacyObject):
+        op = _state(act, f"{what} activation").get("scalar_op")
+        if _short(op) in _SCALAR_OPS:
+            return _SCALAR_OPS[_short(op)]
+    if module == "theanets.activations" and isinstance(act, LegacyObject):
+        state = _state(act, f"{what} activation")
+        if short == "Compose":  # f is applied first, written first in 'f+g'
+            parts = (state.get("f"), state.get("g"))
+            return "+".join(_object_activation(part, what) for part in parts)
+        if short == "Maxout" and isinstance(state.get("pieces"), (int, np.integer)):
+            return f"maxout:{int(state['pieces'])}"
+        if isinstance(state.get("name"), str):
+            return state["name"]
+    raise ValueError(f"{what}: cannot convert its activation {_path(act) or act!r}")
+
+
+def _master_activation(state, kwargs, what):
+    """Activation name here and its saved parameters, for a layer of the 0.8 line.
+
+    The name the old layer was built from is in its ``kwargs`` (``'relu'``
+    when absent); an activation object given instead of a name is read from
+    the layer's ``activate`` attribute. Learnable activations (and
+    compositions of them) list their shared variables in ``params``.
+    """
+    from . import activations
+
+    act = state.get("activate")
+    name = kwargs.get("activation", "relu")
+    if not isinstance(name, str):
+        name = _object_activation(act, what)
+    for part in name.split("+"):
+        key = part.strip().lower()
+        key = "maxout" if key.startswith("maxout:") else key
+        if not activations.Activation.is_registered(key):
+            known = activations.Activation.registered_names()
+            raise ValueError(
+                f"{what}: cannot convert its activation {name!r}: this package has no "
+                f"{part.strip()!r} activation.{util.closest_match(key, known)}"
+            )
+    params = []
+    if isinstance(act, LegacyObject) and isinstance(act.legacy_state, dict):
+        params = list(act.legacy_state.get("params") or [])
+    return name, params
+
+
+def _output_ref(value, what):
+    """A full output name from a saved input reference (a name or a saved layer)."""
+    if isinstance(value, LegacyObject):
+        value = _state(value, what).get("name")
+    if not isinstance(value, str):
+        raise ValueError(f"{what}: cannot read the input {value!r}")
+    return value if ":" in value else f"{value}:out"
+
+
+def _master_inputs(state, kwargs, what):
+    """Full names of the outputs a layer of the 0.8 line reads, in its order."""
+    resolved = state.get("_input_shapes")
+    if isinstance(resolved, dict) and resolved:
+        return [_output_ref(name, what) for name in resolved]
+    inputs = kwargs.get("inputs", ())
+    if not isinstance(inputs, (list, tuple)):
+        inputs = (inputs,)
+    if not inputs:
+        raise ValueError(f"{what}: the saved layer has no inputs")
+    return [_output_ref(name, what) for name in inputs]
+
+
+def _int_tuple(value, what, label):
+    try:
+        return tuple(int(v) for v in np.ravel(value))
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: cannot read its {label} {value!r}") from None
+
+
+def _sparse_format(var):
+    """``'csr'``/``'csc'`` for a saved sparse input variable, else False."""
+    vtype = getattr(var, "legacy_state", None)
+    vtype = vtype.get("type") if isinstance(vtype, dict) else None
+    if "sparse" not in (_path(vtype) or ""):
+        return False
+    fmt = _state(vtype, "input variable type").get("format")
+    return fmt if fmt in ("csr", "csc") else "csr"
+
+
+def _master_recurrent(state, kwargs, form, spec, values, what, is_worker):
+    """Add the options of a recurrent layer of the 0.8 line to its spec."""
+    for key in ("h_0", "c_0", "s_0"):
+        if isinstance(state.get(key), str):
+            spec[key] = state[key]
+    direction = kwargs.get("direction")
+    backwards = isinstance(direction, str) and "back" in direction.lower()
+    if backwards:
+        spec["direction"] = "back"
+    limit = kwargs.get("bptt_limit")
+    if isinstance(limit, (int, np.integer)) and not isinstance(limit, bool) and limit > 0:
+        spec["bptt_limit"] = int(limit)
+    if form in ("rrnn", "scrn"):
+        rate = state.get("_rate")
+        if not isinstance(rate, str):
+            raise ValueError(f"{what}: cannot read its rate kind {rate!r}")
+        spec["rate"] = rate
+        if isinstance(state.get("_rates"), LegacyObject):
+            values["fixed rates"] = _shared(state["_rates"], what)[1]
+    if form == "mrnn":
+        spec["factors"] = _int_tuple(state.get("factors"), what, "factors")[0]
+    if form == "clockwork":
+        spec["periods"] = list(_int_tuple(state.get("periods"), what, "periods"))
+    if form == "scrn":
+        # the old layer's context had as many units as the layer itself
+        spec["context_size"] = spec["size"]
+        rates = values.get("fixed rates")
+        if rates is not None and rates.shape != (spec["size"],):
+            raise ValueError(
+                f"{what}: saved fixed rates of shape {rates.shape} do not fit its "
+                f"{spec['size']} context units"
+            )
+    if backwards and not is_worker:
+        warnings.warn(
+            f"{what} runs backwards in time: theanets 0.8 left its outputs in reversed "
+            "time order, the loaded layer aligns them with the input",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _master_record(state, form, short, what, is_worker=False):
+    """Our spec and the saved values for a layer of the 0.8 line.
+
+    The 0.8 line kept a layer's constructor arguments in ``kwargs``, its
+    resolved input and output shapes (without the batch axis) in
+    ``_input_shapes`` and ``_output_shapes``, and the arguments that its
+    class takes by name (``partner``, ``h_0``, ``factors``, ...) as
+    attributes.
+    """
+    kwargs = state["kwargs"]
+    name = state["name"]
+    out_shape = state["_output_shapes"].get("out")
+    spec = dict(form=form, name=name)
+    if form == "input":
+        shape = kwargs.get("shape") or out_shape
+        if not isinstance(shape, (list, tuple)) or not shape:
+            raise ValueError(f"{what}: cannot read its shape {shape!r}")
+        spec["shape"] = [None if s is None else int(s) for s in shape]
+        sparse = _sparse_format(state.get("input"))
+        if sparse:
+            spec["sparse"] = sparse
+        return _LayerRecord(spec, state, {}, master=True)
+
+    activation, act_params = _master_activation(state, kwargs, what)
+    values = {}
+    for var in list(state.get("_params") or []) + act_params:
+        pname, value = _shared(var, what)
+        values[pname] = value
+    spec["inputs"] = _master_inputs(state, kwargs, what)
+    spec["activation"] = activation
+    size = kwargs.get("size")
+    if size is None and isinstance(out_shape, (list, tuple)) and out_shape:
+        size = out_shape[-1]
+    if size is not None:
+        spec["size"] = _int_tuple(size, what, "size")[0]
+    workers = ()
+    if form in ("concatenate", "product", "flatten", "reshape"):
+        # these applied no activation, and their size follows from the inputs
+        spec["activation"] = "linear"
+        spec.pop("size", None)
+        if form == "reshape":
+            spec["shape"] = list(_int_tuple(kwargs.get("shape"), what, "shape"))
+    elif form == "tied":
+        partner = state.get("partner")
+        if isinstance(partner, LegacyObject):
+            partner = _state(partner, f"{what} partner").get("name")
+        if not isinstance(partner, str):
+            raise ValueError(f"{what}: cannot read the name of its partner layer")
+        spec["partner"] = partner
+        spec.pop("size", None)
+    elif form in ("conv1", "conv2"):
+        filters = _int_tuple(state.get("filter_size"), what, "filter size")
+        strides = _int_tuple(state.get("stride", 1), what, "stride")
+        if form == "conv1":  # kept as a (1, k) two-dimensional filter
+            filters, strides = filters[-1:], strides[-1:]
+        spec["filter_size"] = filters[0] if form == "conv1" else list(filters)
+        spec["stride"] = strides[0] if form == "conv1" else list(strides)
+        if isinstance(state.get("border_mode"), str):
+            spec["border_mode"] = state["border_mode"]
+    elif form in ("pool1", "pool2"):
+        if kwargs.get("pool_size") is None:
+            raise ValueError(f"{what}: cannot read its pool size")
+        for key in ("pool_size", "stride"):
+            if kwargs.get(key) is not None:
+                spec[key] = list(_int_tuple(kwargs[key], what, key))
+        if isinstance(kwargs.get("mode"), str):
+            spec["mode"] = kwargs["mode"]
+    elif form in _RECURRENT_FORMS:
+        _master_recurrent(state, kwargs, form, spec, values, what, is_worker)
+    elif form == "bidirectional":
+        worker = state.get("worker")
+        if not isinstance(worker, str):
+            raise ValueError(f"{what}: cannot read its worker kind {worker!r}")
+        spec["worker"] = worker.lower()
+        workers = tuple(
+            _layer_record(state.get(part), None, None, is_worker=True)
+            for part in ("forward", "backward")
+        )
+        options = dict(workers[0].spec)
+        for key in ("form", "name", "inputs", "size", "activation", "direction"):
+            options.pop(key, None)
+        spec.update(options)
+        warnings.warn(
+            f"{what}: theanets 0.8 left the backward half of a bidirectional layer in "
+            "reversed time order; the loaded layer aligns it with the input",
+            UserWarning,
+            stacklevel=3,
+        )
+    return _LayerRecord(spec, state, values, workers, master=True)
+
+
 def _join_gru(values):
     """Old per-gate GRU weights -> this package's ``w`` and ``b``."""
     return {
@@ -641,7 +886,7 @@ def _copy_values(record, layer):
             f"{what}: saved parameters {sorted(values)} do not match the loaded layer's "
             f"{sorted(params)}"
         )
-    for short in _LOG_PARAMS.get(record.spec.get("activation"), ()):
+    for short in () if record.master else _LOG_PARAMS.get(record.spec.get("activation"), ()):
         name = f"{layer.name}.{short}"
         if name in values:
             if np.any(values[name] <= 0):
@@ -693,6 +938,20 @@ def _add_loss(network, obj, inputs):
     network.add_loss(short.lower(), **kwargs)
 
 
+def _saved_seed(records):
+    """The integer seed the old network gave its layers, or the default 13."""
+    seeds = set()
+    for record in records:
+        seed = (record.state.get("kwargs") or {}).get("rng")
+        if record.spec["form"] != "input" and seed is not None:
+            seeds.add(seed)
+    if len(seeds) == 1:
+        (seed,) = seeds
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            return int(seed)
+    return 13
+
+
 def network_from_legacy(obj):
     """Build a network of this package from a Theano-era model read by :func:`legacy_loads`.
 
@@ -728,7 +987,7 @@ def network_from_legacy(obj):
     for layer in saved_layers:
         records.append(_layer_record(layer, previous, model))
         previous = records[-1].spec["name"]
-    network = model(layers=[dict(r.spec) for r in records], loss=None)
+    network = model(layers=[dict(r.spec) for r in records], loss=None, rng=_saved_seed(records))
     for record, layer in zip(records, network.layers):
         _copy_values(record, layer)
     inputs = [

@@ -87,47 +87,53 @@ class Classifier(_SequenceData, feedforward.Classifier):
     """
 
     def predict_sequence(self, labels, steps, streams=1, rng=None):
-        """Generate a continuation of a sequence of class labels.
+        """Sample continuations of a sequence of class labels.
 
         The model must read one-hot encoded labels (its input size equals its
         number of classes), as a character model trained on
-        :meth:`Text.classifier_batches` does. Starting from ``labels``, each
-        step feeds the sequence so far as one-hot vectors, reads the class
-        probabilities at its last time step, picks the next label and appends
-        it.
+        :meth:`Text.classifier_batches` does. The priming ``labels`` are
+        written one-hot into a zero buffer of ``max(2, streams)`` rows
+        ("streams") and ``len(labels) + steps`` time steps. At each step the
+        model reads every stream up to its last filled time step; the class
+        probabilities it predicts *at that time step* give the stream's next
+        label, drawn with ``rng.multinomial`` (or the most probable class
+        when NumPy rejects the probabilities for not summing to one). The
+        label is written one-hot into the next time step.
 
         Parameters
         ----------
         labels : sequence of int
-            The priming sequence (at least one label).
+            The priming sequence: at least one label, each in
+            ``0 .. num_classes - 1``.
         steps : int
-            Number of labels to generate.
+            Number of labels to generate (0 or more).
         streams : int, optional
-            Number of sequences generated in parallel from the same priming
-            sequence (they differ only when sampling).
-        rng : None, int, RandomState or Generator, optional
-            If None, each next label is the most probable one (greedy
-            decoding). Otherwise it is sampled from the predicted
-            distribution with this random source.
+            Number of sequences sampled in parallel from the same priming
+            sequence (default 1).
+        rng : None, int or RandomState, optional
+            Source of the draws: an int seeds a fresh
+            :class:`numpy.random.RandomState`, None makes an unseeded one.
 
-        Yields
-        ------
-        int or list of int
-            The next label (``streams == 1``) or one label per stream, once
-            per step.
+        Returns
+        -------
+        iterator
+            Yields, once per step, the first stream's next label (an int)
+            when ``streams == 1``, else a list with one label per stream.
 
         Raises
         ------
         ConfigurationError
-            If the model's input size is not its number of classes.
+            If the model's input size is not its number of classes, or
+            ``rng`` is not a seed or a RandomState.
         ValueError
-            For empty or out-of-range priming labels, or bad ``steps`` /
-            ``streams``.
+            For empty or out-of-range priming labels, or bad ``steps`` or
+            ``streams``. Arguments are checked when the method is called,
+            before anything is generated.
 
         Examples
         --------
         >>> net = Classifier([3, (4, 'rnn'), 3])
-        >>> len(list(net.predict_sequence([0, 1], 4)))
+        >>> len(list(net.predict_sequence([0, 1], 4, rng=0)))
         4
         """
         k = self.num_classes
@@ -144,86 +150,75 @@ class Classifier(_SequenceData, feedforward.Classifier):
             )
         if labels.min() < 0 or labels.max() >= k:
             raise ValueError(f"predict_sequence: labels must be in 0..{k - 1}, got {labels}")
-        for name, value in (("steps", steps), ("streams", streams)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-                raise ValueError(
-                    f"predict_sequence: {name} must be a non-negative int, got {value!r}"
-                )
-        if streams < 1:
-            raise ValueError("predict_sequence: streams must be at least 1")
-        sampler = None if rng is None else _generator(rng)
-        seqs = np.tile(labels, (streams, 1))
-        eye = np.eye(k, dtype="float32")
-        for _ in range(steps):
-            probs = self.predict_proba(eye[seqs])[:, -1]
-            if sampler is None:
-                nxt = probs.argmax(axis=-1)
-            else:
-                p = np.asarray(probs, dtype=float)
-                p = p / p.sum(axis=-1, keepdims=True)
-                nxt = np.array([sampler.choice(k, p=row) for row in p])
-            seqs = np.concatenate([seqs, nxt[:, None]], axis=1)
-            yield int(nxt[0]) if streams == 1 else [int(n) for n in nxt]
+        steps = _check_count("predict_sequence", "steps", steps, low=0)
+        streams = _check_count("predict_sequence", "streams", streams)
+        return self._sample_sequence(labels, steps, streams, util.resolve_rng(rng))
+
+    def _sample_sequence(self, labels, steps, streams, rng):
+        """Generator behind :meth:`predict_sequence` (arguments already checked)."""
+        primed = len(labels)
+        rows = np.arange(max(2, streams))
+        buffer = np.zeros((len(rows), primed + steps, self.num_classes), self.inputs[0].dtype)
+        buffer[:, np.arange(primed), labels] = 1
+        for t in range(primed, primed + steps):
+            probs = self.predict_proba(buffer[:, :t])[:, -1]
+            drawn = [_draw(rng, p) for p in probs]
+            buffer[rows, t, drawn] = 1
+            yield drawn[0] if streams == 1 else drawn
 
 
-def _generator(rng):
-    """A NumPy random source with ``integers``/``choice`` from a seed or a state."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, np.random.RandomState):
-        return _StateAdapter(rng)
-    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise ValueError(f"rng must be None, an int seed, a RandomState or a Generator, got {rng!r}")
+def _draw(rng, probs):
+    """One label from a class distribution; the argmax if NumPy rejects it."""
+    try:
+        return int(rng.multinomial(1, probs).argmax())
+    except ValueError:
+        return int(np.argmax(probs))
 
 
-class _StateAdapter:
-    """Give a legacy RandomState the two Generator methods used here."""
-
-    def __init__(self, state):
-        self.state = state
-
-    def integers(self, high, size=None):
-        return self.state.randint(high, size=size)
-
-    def choice(self, n, p=None):
-        return self.state.choice(n, p=p)
+def _check_count(where, name, value, low=1):
+    """Return ``value`` as an int, or raise ValueError if it is not an int >= low."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{where}: {name} must be {what}, got {value!r}")
+    return int(value)
 
 
-def batches(arrays, steps, batch_size=32, rng=None):
+def batches(arrays, steps=100, batch_size=64, rng=None):
     """Make a callable that cuts random training windows out of sequences.
 
     Each array holds one long sequence with time along its first axis, e.g.
     inputs of shape ``(T, features)`` and targets of shape ``(T, outputs)``
     or labels of shape ``(T,)``. Every call of the returned function picks
-    ``batch_size`` random start offsets and returns, for each array, the
-    windows ``array[o:o + steps]`` stacked into shape
-    ``(batch_size, steps, ...)``. The same offsets are used for all arrays,
-    so inputs and targets stay aligned.
+    ``batch_size`` random start offsets ``o`` in ``0 .. T - steps`` and
+    returns, for each array, the windows ``array[o:o + steps]`` stacked into
+    shape ``(batch_size, steps, ...)``. The same offsets are used for all
+    arrays, so inputs, targets and weights stay aligned.
 
     Parameters
     ----------
     arrays : sequence of ndarray
         The sequences, all of the same length ``T >= steps``.
-    steps : int
-        Length of each window.
+    steps : int, optional
+        Length of each window (default 100).
     batch_size : int, optional
-        Number of windows per batch (default 32).
-    rng : None, int, RandomState or Generator, optional
-        Source of the random offsets.
+        Number of windows per batch (default 64).
+    rng : None, int or RandomState, optional
+        Source of the random offsets: an int seeds a fresh
+        :class:`numpy.random.RandomState`, None makes an unseeded one.
 
     Returns
     -------
     callable
         Takes no arguments and returns a list with one
-        ``(batch_size, steps, ...)`` array per input array; it can be given
-        to ``net.train`` as training data.
+        ``(batch_size, steps, ...)`` array per input array, of that array's
+        dtype; it can be given to ``net.train`` as training data.
 
     Raises
     ------
     ValueError
-        If the arrays are empty, of different lengths, or shorter than
-        ``steps``.
+        If no array is given, the arrays have different lengths or are
+        shorter than ``steps``, or ``steps`` or ``batch_size`` is not a
+        positive integer.
 
     Examples
     --------
@@ -238,9 +233,8 @@ def batches(arrays, steps, batch_size=32, rng=None):
     arrays = [np.asarray(a) for a in arrays]
     if not arrays:
         raise ValueError("batches: give at least one array")
-    for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(f"batches: {name} must be a positive integer, got {value!r}")
+    steps = _check_count("batches", "steps", steps)
+    batch_size = _check_count("batches", "batch_size", batch_size)
     if any(a.ndim == 0 for a in arrays):
         raise ValueError("batches: arrays must have a time axis (at least 1-D)")
     lengths = [len(a) for a in arrays]
@@ -248,11 +242,11 @@ def batches(arrays, steps, batch_size=32, rng=None):
         raise ValueError(f"batches: arrays must have the same length (time axis 0), got {lengths}")
     if lengths[0] < steps:
         raise ValueError(f"batches: arrays have {lengths[0]} time steps, fewer than steps={steps}")
-    gen = _generator(rng)
-    last = lengths[0] - steps
+    rng = util.resolve_rng(rng)
+    offsets_high = lengths[0] - steps + 1
 
     def sample():
-        offsets = gen.integers(last + 1, size=batch_size)
+        offsets = rng.randint(offsets_high, size=batch_size)
         return [np.stack([a[o : o + steps] for o in offsets]) for a in arrays]
 
     return sample
@@ -261,19 +255,20 @@ def batches(arrays, steps, batch_size=32, rng=None):
 class Text:
     """A text as a sequence of character classes.
 
-    Characters of the alphabet get classes ``1 .. len(alphabet)``; every
-    other character is replaced by ``unknown``, class 0.
+    Characters of the alphabet ``alpha`` get classes ``1 .. len(alpha)``;
+    every other character is replaced by ``unknown``, class 0.
 
     Parameters
     ----------
     text : str
         The text.
-    alphabet : str or sequence of str, optional
-        The characters to keep. By default, every character that occurs at
-        least ``min_count`` times in ``text`` (other than ``unknown``), in
-        sorted order.
+    alpha : str, optional
+        The characters to keep, in class order, used as given; it must not
+        contain ``unknown`` or repeat a character. By default, every
+        character that occurs at least ``min_count`` times in ``text`` (other
+        than ``unknown``), in sorted order.
     min_count : int, optional
-        See ``alphabet`` (default 2).
+        See ``alpha`` (default 2).
     unknown : str, optional
         The character standing for all others (default ``'\\0'``).
 
@@ -281,13 +276,23 @@ class Text:
     ----------
     text : str
         The text with out-of-alphabet characters replaced by ``unknown``.
-    alphabet : str
+    alpha : str
         The kept characters, in class order from 1.
+    alphabet : str
+        Another name for ``alpha``.
+    unknown : str
+        The character of class 0.
+
+    Raises
+    ------
+    ValueError
+        If ``alpha`` contains ``unknown`` or a character twice, ``unknown`` is
+        not one character, or ``min_count`` is not an integer.
 
     Examples
     --------
     >>> t = Text('hello world', min_count=2)
-    >>> t.alphabet
+    >>> t.alpha
     'lo'
     >>> t.encode('lol!')
     [1, 2, 1, 0]
@@ -295,25 +300,44 @@ class Text:
     'lo\\x00'
     """
 
-    def __init__(self, text, alphabet=None, min_count=2, unknown="\0"):
+    def __init__(self, text, alpha=None, min_count=2, unknown="\0"):
         if not isinstance(text, str):
             raise TypeError(f"Text: text must be a str, got {type(text).__name__}")
         if not isinstance(unknown, str) or len(unknown) != 1:
             raise ValueError(f"Text: unknown must be one character, got {unknown!r}")
-        if alphabet is None:
+        if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral):
+            raise ValueError(f"Text: min_count must be an integer, got {min_count!r}")
+        if alpha is None:
             counts = collections.Counter(text)
-            alphabet = sorted(c for c, n in counts.items() if n >= min_count and c != unknown)
-        alphabet = "".join(dict.fromkeys(c for c in alphabet if c != unknown))
+            alpha = sorted(c for c, n in counts.items() if n >= min_count and c != unknown)
+        elif not isinstance(alpha, str):
+            alpha = list(alpha)
+            if not all(isinstance(c, str) and len(c) == 1 for c in alpha):
+                raise ValueError(f"Text: alpha must be a str of characters, got {alpha!r}")
+        alpha = "".join(alpha)
+        if unknown in alpha:
+            raise ValueError(
+                f"Text: alpha must not contain the unknown character {unknown!r}; give another "
+                "unknown= or leave it out of alpha"
+            )
+        repeated = sorted({c for c in alpha if alpha.count(c) > 1})
+        if repeated:
+            raise ValueError(f"Text: alpha lists characters more than once: {repeated}")
         self.unknown = unknown
-        self.alphabet = alphabet
-        self._index = {c: i + 1 for i, c in enumerate(alphabet)}
-        self._chars = unknown + alphabet
+        self.alpha = alpha
+        self._index = {c: i + 1 for i, c in enumerate(alpha)}
+        self._chars = unknown + alpha
         self.text = "".join(c if c in self._index else unknown for c in text)
+
+    @property
+    def alphabet(self):
+        """The kept characters (another name for :attr:`alpha`)."""
+        return self.alpha
 
     @property
     def num_classes(self):
         """Number of classes: the alphabet plus the unknown character."""
-        return len(self.alphabet) + 1
+        return len(self.alpha) + 1
 
     def encode(self, txt):
         """Turn a string into a list of class labels (0 for unknown characters).
@@ -325,32 +349,42 @@ class Text:
         Returns
         -------
         list of int
+            ``k + 1`` for the character ``alpha[k]``, 0 for any other.
         """
         return [self._index.get(c, 0) for c in txt]
 
     def decode(self, enc):
-        """Turn class labels back into a string.
+        """Turn class labels back into a string (the inverse of :meth:`encode`).
 
         Parameters
         ----------
         enc : sequence of int
+            Labels in ``0 .. len(alpha)``.
 
         Returns
         -------
         str
+            Label 0 becomes ``unknown``.
+
+        Raises
+        ------
+        ValueError
+            For a label outside ``0 .. len(alpha)``.
         """
-        try:
-            return "".join(self._chars[int(i)] for i in enc)
-        except IndexError:
-            raise ValueError(f"Text.decode: labels must be in 0..{len(self.alphabet)}") from None
+        labels = [int(i) for i in enc]
+        bad = [i for i in labels if not 0 <= i < len(self._chars)]
+        if bad:
+            raise ValueError(f"Text.decode: labels must be in 0..{len(self.alpha)}, got {bad}")
+        return "".join(self._chars[i] for i in labels)
 
     def classifier_batches(self, steps, batch_size, rng=None):
         """Make a callable producing training batches for a character model.
 
-        Each batch holds ``batch_size`` random windows of ``steps``
-        characters: one-hot inputs of shape ``(batch_size, steps,
-        num_classes)`` and, as targets, the label of the *next* character at
-        every position, shape ``(batch_size, steps)``.
+        Each batch holds ``batch_size`` windows of ``steps + 1`` consecutive
+        characters of :attr:`text` from random offsets: the first ``steps``
+        characters one-hot as inputs, of shape ``(batch_size, steps,
+        1 + len(alpha))``, and, as targets, the label of the *next* character
+        at every position, of shape ``(batch_size, steps)``.
 
         Parameters
         ----------
@@ -358,8 +392,9 @@ class Text:
             Window length.
         batch_size : int
             Windows per batch.
-        rng : None, int, RandomState or Generator, optional
-            Source of the random offsets.
+        rng : None, int or RandomState, optional
+            Source of the random offsets: an int seeds a fresh
+            :class:`numpy.random.RandomState`, None makes an unseeded one.
 
         Returns
         -------
@@ -370,25 +405,29 @@ class Text:
         Raises
         ------
         ValueError
-            If the text has fewer than ``steps + 1`` characters.
+            If ``steps`` or ``batch_size`` is not a positive integer, or the
+            text has fewer than ``steps + 1`` characters.
+
+        Examples
+        --------
+        >>> x, y = Text('abcabcabc', min_count=1).classifier_batches(4, 2, rng=0)()
+        >>> x.shape, y.shape
+        ((2, 4, 4), (2, 4))
         """
-        for name, value in (("steps", steps), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(
-                    f"classifier_batches: {name} must be a positive integer, got {value!r}"
-                )
+        steps = _check_count("classifier_batches", "steps", steps)
+        batch_size = _check_count("classifier_batches", "batch_size", batch_size)
         encoded = np.asarray(self.encode(self.text), dtype="int32")
         if len(encoded) < steps + 1:
             raise ValueError(
                 f"classifier_batches: the text has {len(encoded)} characters; windows of "
                 f"{steps} steps need at least {steps + 1}"
             )
-        gen = _generator(rng)
+        rng = util.resolve_rng(rng)
         eye = np.eye(self.num_classes, dtype="float32")
-        last = len(encoded) - steps - 1
+        offsets_high = len(encoded) - steps
 
         def sample():
-            offsets = gen.integers(last + 1, size=batch_size)
+            offsets = rng.randint(offsets_high, size=batch_size)
             windows = np.stack([encoded[o : o + steps + 1] for o in offsets])
             return [eye[windows[:, :-1]], windows[:, 1:]]
 

@@ -240,14 +240,29 @@ class Regularizer(util.Registrar):
 
     Examples
     --------
-    A custom regularizer that penalises short weight columns, usable at once
-    as ``net.train(..., shortcolumns=0.001)``:
+    A custom regularizer that penalises short weight columns. Defining the
+    class registers it, so its lowercase name works as a keyword at once:
 
-    >>> class ShortColumns(Regularizer):
+    >>> import numpy as np
+    >>> import theanets
+    >>> class ShortColumns(theanets.Regularizer):
     ...     def loss(self, layers, outputs):
     ...         return sum((1 / (p * p).sum(axis=0)).sum()
     ...                    for layer in layers for p in layer.params if p.ndim == 2)
-    >>> Regularizer.is_registered('shortcolumns')
+    >>> theanets.Regularizer.is_registered('shortcolumns')
+    True
+
+    It is asked for when training, and ``loss``/``loss_value`` include its
+    term, multiplied by the weight:
+
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(16, 4)), rng.normal(size=(16, 2))
+    >>> net = theanets.Regressor([4, 8, 2])
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2, shortcolumns=0.001)
+    >>> ws = [net.find(name, 'w').get_value() for name in ('hid1', 'out')]
+    >>> expected = sum((1 / (w ** 2).sum(axis=0)).sum() for w in ws)
+    >>> extra = net.loss_value(x, y, shortcolumns=1.0) - net.loss_value(x, y)
+    >>> bool(np.isclose(extra, expected))
     True
     """
 
@@ -257,6 +272,52 @@ class Regularizer(util.Registrar):
     def __init__(self, pattern=None, weight=0.0):
         self.pattern = _check_pattern(pattern, type(self).__name__)
         self.weight = self._check_weight(weight)
+
+    @classmethod
+    def build(cls, key, *args, **kwargs):
+        """Create the regularizer registered under ``key``.
+
+        Positional arguments follow the constructor's order, ``(pattern,
+        weight, ...)``, except that a number given first is the weight, so
+        ``Regularizer.build('weight_l2', 0.01)`` works as it did in
+        Theano-era scripts.
+
+        Parameters
+        ----------
+        key : str
+            A registered name or alias (``'weight_l2'``, ``'hidden_l1'``...).
+        *args
+            ``(pattern, weight, ...)``, or a single number: the weight.
+        **kwargs
+            More constructor arguments.
+
+        Returns
+        -------
+        Regularizer
+
+        Raises
+        ------
+        ConfigurationError
+            For an unknown name, or when a number given first (the weight) is
+            followed by more positional arguments or by ``weight=``.
+
+        Examples
+        --------
+        >>> Regularizer.build('weight_l2', 0.01)
+        WeightL2(pattern=None, weight=0.01)
+        >>> Regularizer.build('hidden_l1', 'hid1:out', 0.1)
+        HiddenL1(pattern='hid1:out', weight=0.1)
+        """
+        klass = cls.lookup(key)
+        if args and isinstance(args[0], numbers.Real) and not isinstance(args[0], bool):
+            if len(args) > 1 or "weight" in kwargs:
+                raise util.ConfigurationError(
+                    f"Regularizer.build({key!r}, {', '.join(map(repr, args))}): a number "
+                    "given first is the weight; give the other arguments by keyword "
+                    "(pattern=..., ...)"
+                )
+            args, kwargs = (), {**kwargs, "weight": args[0]}
+        return klass(*args, **kwargs)
 
     def _check_weight(self, weight):
         name = type(self).__name__
@@ -306,6 +367,18 @@ class Regularizer(util.Registrar):
             Maps the fully scoped names of one layer's outputs to their
             expressions. The dictionary is changed in place; the network
             keeps whatever it holds afterwards. The default does nothing.
+
+        Notes
+        -----
+        The network calls this while it builds the graph, once after each
+        layer, so a change is seen by the later layers and by the losses.
+        For example, :class:`BernoulliDropout` replaces each matching output
+        with an expression in which randomly chosen entries are set to zero
+        each time it is evaluated (keeping the unchanged output under
+        ``'<name>-predrop'``), and :class:`GaussianNoise` adds noise the same
+        way. Any regularizer that needs to change the structure of the
+        computation graph implements this method; one that only adds a term
+        to the loss implements :meth:`loss`.
         """
 
     def pop_updates(self):
@@ -423,14 +496,32 @@ class WeightL2(_WeightPenalty, Regularizer):
 
     Examples
     --------
-    Registered as ``weight_l2`` and ``weight_decay``:
+    Registered as ``weight_l2`` and ``weight_decay``. A number is the
+    weight; a dict holds constructor arguments:
 
-    >>> net.train(..., weight_l2=1e-4)                                  # doctest: +SKIP
-    >>> net.train(..., weight_decay=dict(weight=1e-4, pattern='hid*'))  # doctest: +SKIP
-    >>> net.loss(weight_l2=1e-4)                                        # doctest: +SKIP
+    >>> import numpy as np
+    >>> import theanets
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(16, 4)), rng.normal(size=(16, 2))
+    >>> net = theanets.Regressor([4, 8, 2])
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2, weight_l2=1e-4)
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2,
+    ...               weight_decay=dict(weight=1e-4, pattern='hid*'))
 
-    At predict time a loss-only regularizer changes nothing:
-    ``net.predict(x, weight_l2=1e-4)`` equals ``net.predict(x)``.
+    ``loss`` and ``loss_value`` include the term. With weight 1 and the
+    default pattern it is the average of the mean squares of the two weight
+    arrays (the biases are left out):
+
+    >>> ws = [net.find(name, 'w').get_value() for name in ('hid1', 'out')]
+    >>> extra = net.loss_value(x, y, weight_l2=1.0) - net.loss_value(x, y)
+    >>> bool(np.isclose(extra, np.mean([(w ** 2).mean() for w in ws])))
+    True
+
+    The keyword is accepted when predicting too, where a regularizer that
+    only adds a loss term changes nothing:
+
+    >>> bool(np.allclose(net.predict(x, weight_l2=1e-4), net.predict(x)))
+    True
     """
 
     __extra_registration_keys__ = ["weight_l2", "weight_decay"]
@@ -464,8 +555,26 @@ class WeightL1(_WeightPenalty, Regularizer):
     --------
     Registered as ``weight_l1`` and ``weight_sparsity``:
 
-    >>> net.train(..., weight_l1=1e-4)                       # doctest: +SKIP
-    >>> net.loss(weight_sparsity=dict(weight=1e-4, pattern='out.w'))  # doctest: +SKIP
+    >>> import numpy as np
+    >>> import theanets
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(16, 4)), rng.normal(size=(16, 2))
+    >>> net = theanets.Regressor([4, 8, 2])
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2, weight_l1=1e-4)
+
+    With a pattern only the matching weights count; here the output
+    layer's, with weight 1:
+
+    >>> w = net.find('out', 'w').get_value()
+    >>> reg = dict(weight=1.0, pattern='out.w')
+    >>> extra = net.loss_value(x, y, weight_sparsity=reg) - net.loss_value(x, y)
+    >>> bool(np.isclose(extra, abs(w).mean()))
+    True
+
+    Predictions do not change:
+
+    >>> bool(np.allclose(net.predict(x, weight_l1=1e-4), net.predict(x)))
+    True
     """
 
     __extra_registration_keys__ = ["weight_l1", "weight_sparsity"]
@@ -540,11 +649,36 @@ class HiddenL1(_OutputPenalty, Regularizer):
 
     Examples
     --------
-    Registered as ``hidden_l1`` and ``hidden_sparsity``:
+    Registered as ``hidden_l1`` and ``hidden_sparsity``; give either keyword
+    when training or evaluating a model:
 
-    >>> net.train(..., hidden_l1=0.1)                                         # doctest: +SKIP
-    >>> net.train(..., hidden_sparsity=dict(weight=0.1, pattern='hid3:out'))  # doctest: +SKIP
-    >>> net.predict(x, hidden_sparsity=0.1)  # same as net.predict(x)        # doctest: +SKIP
+    >>> import numpy as np
+    >>> import theanets
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(16, 4)), rng.normal(size=(16, 2))
+    >>> net = theanets.Regressor([4, 8, 8, 2])
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2, hidden_sparsity=0.1)
+
+    By default every hidden layer's output is penalized. To include only
+    some graph outputs, give a pattern:
+
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2,
+    ...               hidden_sparsity=dict(weight=0.1, pattern='hid2:out'))
+
+    With weight 1 the term is the average of the mean absolute activations
+    of the two hidden layers:
+
+    >>> out = net.feed_forward(x)
+    >>> expected = (abs(out['hid1:out']).mean() + abs(out['hid2:out']).mean()) / 2
+    >>> extra = net.loss_value(x, y, hidden_l1=1.0) - net.loss_value(x, y)
+    >>> bool(np.isclose(extra, expected))
+    True
+
+    When running the model forward to make a prediction the keyword is
+    accepted and changes nothing:
+
+    >>> bool(np.allclose(net.predict(x, hidden_sparsity=0.1), net.predict(x)))
+    True
     """
 
     __extra_registration_keys__ = ["hidden_l1", "hidden_sparsity"]
@@ -618,13 +752,35 @@ class Contractive(_OutputPenalty, Regularizer):
 
     Examples
     --------
-    >>> net.train(..., contractive=0.1)                                  # doctest: +SKIP
-    >>> net.train(..., contractive=dict(weight=0.1, pattern='hid3:out', wrt='in'))
-    ...                                                                  # doctest: +SKIP
-    >>> net.loss(contractive=0.1)                                        # doctest: +SKIP
+    Registered as ``contractive``. To use it at training time:
 
-    At predict time it changes nothing: ``net.predict(x, contractive=0.1)``
-    equals ``net.predict(x)``.
+    >>> import numpy as np
+    >>> import theanets
+    >>> x = np.random.default_rng(0).normal(size=(16, 4))
+    >>> net = theanets.Autoencoder([4, (3, 'sigmoid'), ('tied', 4)])
+    >>> _ = net.train([x], algo='sgd', max_updates=2, contractive=0.1)
+
+    By default all hidden layer outputs are included, with respect to every
+    input. To choose the graph outputs and the inputs:
+
+    >>> _ = net.train([x], algo='sgd', max_updates=2,
+    ...               contractive=dict(weight=0.1, pattern='hid1:out', wrt='in'))
+
+    For one sigmoid layer reading the input, the squared Jacobian norm of
+    example :math:`n` is :math:`\sum_k \sigma'(a_{nk})^2 \sum_d W_{dk}^2`:
+
+    >>> w = net.find('hid1', 'w').get_value()
+    >>> h = net.feed_forward(x)['hid1:out']
+    >>> expected = (((h * (1 - h)) ** 2) @ (w ** 2).sum(axis=0)).mean()
+    >>> extra = net.loss_value(x, contractive=1.0) - net.loss_value(x)
+    >>> bool(np.isclose(extra, expected))
+    True
+
+    When running the model forward to make a prediction the keyword is
+    accepted and changes nothing:
+
+    >>> bool(np.allclose(net.predict(x, contractive=0.1), net.predict(x)))
+    True
     """
 
     def __init__(self, pattern=None, weight=0.0, wrt="*"):
@@ -835,8 +991,8 @@ class _RecurrentPenalty(_OutputPenalty):
         super()._check_network(network)
         shapes = network.output_shapes
         for name in _match_names(shapes, self.pattern):
-            if len(shapes[name]) != 3:
-                raise self._not_3d(name, len(shapes[name]))
+            if len(shapes[name]) != 2:  # (time, units) per example
+                raise self._not_3d(name, len(shapes[name]) + 1)
 
     def loss(self, layers, outputs):
         matched = self._matched_outputs(layers, outputs)
@@ -881,10 +1037,41 @@ class RecurrentNorm(_RecurrentPenalty, Regularizer):
 
     Examples
     --------
-    >>> net.train(..., recurrent_norm=dict(weight=0.1, pattern='hid1:out'))  # doctest: +SKIP
-    >>> net.loss(recurrent_norm=dict(weight=0.1, pattern='hid1:out'))        # doctest: +SKIP
+    Registered as ``recurrent_norm``. To use it at training time, on a model
+    whose inputs are ``(batch, time, features)`` arrays:
 
-    ``recurrent_norm=0.1`` alone raises an error: say which outputs.
+    >>> import numpy as np
+    >>> import theanets
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(4, 6, 3)), rng.normal(size=(4, 6, 2))
+    >>> net = theanets.recurrent.Regressor([3, (5, 'rnn'), 2])
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2,
+    ...               recurrent_norm=dict(weight=0.1, pattern='hid1:out'))
+
+    A pattern must be given. It is matched against every output in the
+    computation graph, so choose it to name only the recurrent layers'
+    outputs that should be penalized; a bare weight is an error:
+
+    >>> net.train([x, y], recurrent_norm=0.1)
+    Traceback (most recent call last):
+    ...
+    theanets.util.ConfigurationError: recurrent_norm=0.1: RecurrentNorm needs an explicit pattern ...
+
+    With weight 1 the term is the formula above, for the one matched output:
+
+    >>> h = net.feed_forward(x)['hid1:out']
+    >>> sq = (h ** 2).sum(axis=-1)
+    >>> reg = dict(weight=1.0, pattern='hid1:out')
+    >>> extra = net.loss_value(x, y, recurrent_norm=reg) - net.loss_value(x, y)
+    >>> bool(np.isclose(extra, ((sq[:, 1:] - sq[:, :-1]) ** 2).mean()))
+    True
+
+    When running the model forward to make a prediction the keyword is
+    accepted and changes nothing:
+
+    >>> pred = net.predict(x, recurrent_norm=dict(weight=0.1, pattern='hid1:out'))
+    >>> bool(np.allclose(pred, net.predict(x)))
+    True
     """
 
     __extra_registration_keys__ = ["recurrent_norm"]
@@ -919,7 +1106,24 @@ class RecurrentState(_RecurrentPenalty, Regularizer):
 
     Examples
     --------
-    >>> net.train(..., recurrent_state=dict(weight=0.1, pattern='hid1:out'))  # doctest: +SKIP
+    Registered as ``recurrent_state``; like :class:`RecurrentNorm` it needs a
+    pattern:
+
+    >>> import numpy as np
+    >>> import theanets
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(4, 6, 3)), rng.normal(size=(4, 6, 2))
+    >>> net = theanets.recurrent.Regressor([3, (5, 'rnn'), 2])
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2,
+    ...               recurrent_state=dict(weight=0.1, pattern='hid1:out'))
+    >>> h = net.feed_forward(x)['hid1:out']
+    >>> reg = dict(weight=1.0, pattern='hid1:out')
+    >>> extra = net.loss_value(x, y, recurrent_state=reg) - net.loss_value(x, y)
+    >>> bool(np.isclose(extra, ((h[:, 1:] - h[:, :-1]) ** 2).mean()))
+    True
+    >>> pred = net.predict(x, recurrent_state=dict(weight=0.1, pattern='hid1:out'))
+    >>> bool(np.allclose(pred, net.predict(x)))
+    True
     """
 
     __extra_registration_keys__ = ["recurrent_state"]
@@ -1061,15 +1265,35 @@ class BernoulliDropout(_RandomRewrite, Regularizer):
 
     Examples
     --------
-    >>> net.train(..., input_dropout=0.2, hidden_dropout=0.5)           # doctest: +SKIP
-    >>> net.train(..., dropout={'hid1:out': 0.5, 'hid2:out': 0.3})      # doctest: +SKIP
-    >>> net.train(..., bernoullidropout=dict(weight=0.3, pattern='hid1:out'))
-    ...                                                                  # doctest: +SKIP
+    Asked for with ``input_dropout``, ``hidden_dropout`` and
+    ``output_dropout`` (the drop probability for those layers' outputs),
+    ``dropout`` (a dict from output patterns to probabilities) or
+    ``bernoullidropout`` (constructor arguments):
 
-    Monte-Carlo dropout at prediction time (each call draws new masks):
+    >>> import numpy as np
+    >>> import theanets
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(16, 4)), rng.normal(size=(16, 2))
+    >>> net = theanets.Regressor([4, 8, 8, 2])
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2, input_dropout=0.2, hidden_dropout=0.5)
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2,
+    ...               dropout={'hid1:out': 0.5, 'hid2:out': 0.3})
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2,
+    ...               bernoullidropout=dict(weight=0.3, pattern='hid1:out'))
 
-    >>> samples = [net.predict(x, hidden_dropout=0.5, rng=7) for _ in range(10)]
-    ...                                                                  # doctest: +SKIP
+    The values that are kept are scaled by :math:`1 / (1 - p)`; the
+    unchanged output stays in the graph:
+
+    >>> out = net.feed_forward(x, hidden_dropout=0.5, rng=7)
+    >>> kept = out['hid1:out'] != 0
+    >>> bool(np.allclose(out['hid1:out'][kept], 2 * out['hid1:out-predrop'][kept]))
+    True
+
+    Monte-Carlo dropout at prediction time: each call draws new masks.
+
+    >>> samples = [net.predict(x, hidden_dropout=0.5, rng=7) for _ in range(2)]
+    >>> bool(np.allclose(samples[0], samples[1]))
+    False
     """
 
     _SUFFIX = "-predrop"
@@ -1119,9 +1343,30 @@ class GaussianNoise(_RandomRewrite, Regularizer):
 
     Examples
     --------
-    >>> net.train(..., input_noise=0.1, hidden_noise=0.05)   # doctest: +SKIP
-    >>> net.train(..., noise={'hid2:out': 0.1})               # doctest: +SKIP
-    >>> net.predict(x, input_noise=0.1, rng=3)                # doctest: +SKIP
+    Asked for with ``input_noise``, ``hidden_noise`` and ``output_noise``
+    (the standard deviation for those layers' outputs), ``noise`` (a dict
+    from output patterns to standard deviations) or ``gaussiannoise``:
+
+    >>> import numpy as np
+    >>> import theanets
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(16, 4)), rng.normal(size=(16, 2))
+    >>> net = theanets.Regressor([4, 8, 8, 2])
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2, input_noise=0.1, hidden_noise=0.05)
+    >>> _ = net.train([x, y], algo='sgd', max_updates=2, noise={'hid2:out': 0.1})
+
+    The added values have the requested standard deviation, and the clean
+    ones stay in the graph:
+
+    >>> out = net.feed_forward(np.zeros((500, 4)), input_noise=0.1, rng=3)
+    >>> noise = out['in:out'] - out['in:out-prenoise']
+    >>> round(float(noise.std()), 2)
+    0.1
+
+    Noise can be added when predicting, too:
+
+    >>> net.predict(x, input_noise=0.1, rng=3).shape
+    (16, 2)
     """
 
     _SUFFIX = "-prenoise"

@@ -20,6 +20,7 @@ the optimizer, by :mod:`theanets.regularizers`, or be one of the trainer's own
 """
 
 import numbers
+import os
 import time
 import warnings
 
@@ -311,6 +312,7 @@ class SampleTrainer:
             values = net.feed_forward(x)
         loss = net.loss_value(*data)
         monitors = {"loss": loss}
+        util.log("sample 1 loss={:.6f}", loss)
         yield monitors, dict(monitors)
 
 
@@ -353,8 +355,13 @@ def build_trainer(algo, network, subalgo="rmsprop"):
     return OptimizerTrainer(name, network)
 
 
-def _progress_path(pattern):
-    return pattern.format(int(time.time())) if "{}" in pattern else pattern
+def _progress_target(target):
+    """The file to save progress to: ``{}`` in a name becomes the Unix time."""
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)
+    if isinstance(target, str) and "{}" in target:
+        return target.format(int(time.time()))
+    return target
 
 
 def itertrain(
@@ -383,11 +390,18 @@ def itertrain(
     subalgo : str, optional
         Optimizer used by the pretrainers (default ``'rmsprop'``).
     save_every : int or float, optional
-        With ``save_progress``: an int saves every that many epochs, a float
-        every that many minutes; 0 saves only when training ends.
-    save_progress : str, optional
-        File name for saving the model while training; ``{}`` in it is
-        replaced by the current Unix time. Files are written atomically.
+        With ``save_progress``, how often to save while training. Counting
+        the yielded pairs from 0, an int ``N`` saves after pair ``i`` when
+        ``i > 0`` and ``i % N == 0`` (with ``N = 2``: after the 3rd, 5th,
+        7th... pair), as Theano-era theanets did; a float saves after a pair
+        once that many minutes have passed since the last save. 0 (the
+        default) saves only when training ends.
+    save_progress : str, path or file object, optional
+        Where to save the model, during training as ``save_every`` says and
+        once more when training ends (after the best parameters are
+        restored). ``{}`` in a file name is replaced by the integer Unix time
+        of each save. Files are written atomically (to a temporary file that
+        then replaces the target).
     **kwargs
         Optimizer options (``learning_rate``, ``momentum``, ``batch_size``,
         ``patience``, ...), regularizers (``weight_l2``, ``hidden_dropout``,
@@ -417,28 +431,16 @@ def itertrain(
         _split_kwargs(kwargs, check_algo)
     kwargs.setdefault("rng", network.rng if isinstance(network.rng, numbers.Integral) else None)
 
-    start = last_save = time.time()
-    epoch = 0
-    for monitors in trainer.itertrain(train, valid, **kwargs):
-        epoch += 1
-        elapsed = time.time() - start
-        train_m, valid_m = monitors
-        util.log(
-            "epoch {}: {} | valid {} ({:.1f}s)",
-            epoch,
-            " ".join(f"{k}={v:.4g}" for k, v in train_m.items()),
-            " ".join(f"{k}={v:.4g}" for k, v in valid_m.items()),
-            elapsed,
-        )
+    last_save = time.time()
+    for i, monitors in enumerate(trainer.itertrain(train, valid, **kwargs)):
         yield monitors
-        if save_progress and save_every:
-            due = (
-                epoch % save_every == 0
-                if isinstance(save_every, numbers.Integral)
-                else time.time() - last_save >= 60 * save_every
-            )
+        if save_progress is not None and save_every and i > 0:
+            if isinstance(save_every, numbers.Integral):
+                due = i % save_every == 0
+            else:
+                due = time.time() - last_save >= 60 * save_every
             if due:
-                network.save(_progress_path(save_progress))
+                network.save(_progress_target(save_progress))
                 last_save = time.time()
-    if save_progress:
-        network.save(_progress_path(save_progress))
+    if save_progress is not None:
+        network.save(_progress_target(save_progress))

@@ -10,12 +10,16 @@ This module holds the small pieces that every other module leans on:
   (:func:`outputs_matching`, :func:`params_matching`);
 * seeded NumPy initialisation of parameters (:func:`random_matrix`,
   :func:`random_vector`);
-* the ``"theanets"`` logger and helpers for argument checking.
+* the ``"theanets"`` logger, which prints timestamped lines to the console
+  until :mod:`logging` is configured (:func:`log`), and helpers for
+  argument checking.
 """
 
 import difflib
 import fnmatch
 import logging
+import sys
+import time
 
 import numpy as np
 
@@ -27,6 +31,7 @@ __all__ = [
     "check_unknown_kwargs",
     "closest_match",
     "log",
+    "log_enabled",
     "logger",
     "outputs_matching",
     "params_matching",
@@ -37,24 +42,124 @@ __all__ = [
 
 #: The ``"theanets"`` logger; configure it with the :mod:`logging` module.
 logger = logging.getLogger("theanets")
-logger.addHandler(logging.NullHandler())
 
 
-def log(msg, *args, level=logging.INFO):
+class _ConsoleHandler(logging.Handler):
+    """Print ``"theanets"`` records to standard output while logging is unconfigured.
+
+    It stands aside as soon as any other handler would receive the records
+    (one added to the ``"theanets"`` logger, to an ancestor it propagates to,
+    or to the root logger, e.g. by :func:`logging.basicConfig`), so records
+    are never shown twice. The stream is looked up at each record, so a
+    redirected ``sys.stdout`` is honoured.
+    """
+
+    def emit(self, record):
+        if not _unconfigured(logging.getLogger(record.name)):
+            return
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:  # pragma: no cover - same policy as logging's handlers
+            self.handleError(record)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """``20250131 142501 theanets <message>``; warnings and errors name their level."""
+
+    def format(self, record):
+        stamp = time.strftime("%Y%m%d %H%M%S", time.localtime(record.created))
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            message = f"{record.levelname}: {message}"
+        return f"{stamp} {record.name} {message}"
+
+
+_console = _ConsoleHandler()
+_console.setFormatter(_ConsoleFormatter())
+for _handler in [h for h in logger.handlers if type(h).__name__ == "_ConsoleHandler"]:
+    logger.removeHandler(_handler)  # left by an earlier import of this module
+logger.addHandler(_console)
+
+
+def _unconfigured(start=logger):
+    """True when no handler but ours would receive records of ``start``."""
+    current = start
+    while current is not None:
+        if any(h is not _console for h in current.handlers):
+            return False
+        if not current.propagate:
+            break
+        current = current.parent
+    return True
+
+
+def log_enabled(level=logging.INFO):
+    """Tell whether :func:`log` would emit a message at ``level``.
+
+    Parameters
+    ----------
+    level : int, optional
+        A :mod:`logging` level; defaults to ``logging.INFO``.
+
+    Returns
+    -------
+    bool
+        True if the ``"theanets"`` logger lets the level through, or if
+        logging is unconfigured and the level is at least ``INFO`` (the
+        console default, see :func:`log`).
+    """
+    if logger.isEnabledFor(level):
+        return True
+    return (
+        level >= logging.INFO
+        and logger.level == logging.NOTSET
+        and not logger.disabled
+        and logger.manager.disable < level
+        and _unconfigured()
+    )
+
+
+def log(msg, *args, level=logging.INFO, **kwargs):
     """Log a message through the ``"theanets"`` logger.
+
+    While :mod:`logging` is not configured, messages of level ``INFO`` and
+    above are printed to standard output with a timestamp, as
+    ``20250131 142501 theanets <message>``. Configuring logging in any of
+    the usual ways takes over: ``logging.getLogger('theanets').setLevel(
+    logging.WARNING)`` silences the informational messages, and a handler
+    (for instance from :func:`logging.basicConfig`) on the root or the
+    ``"theanets"`` logger receives the messages instead of the console,
+    under the usual level rules.
 
     Parameters
     ----------
     msg : str
-        A message, with ``{}`` placeholders filled from ``args`` by
-        :meth:`str.format`.
+        A message, with ``{}`` placeholders filled from ``args`` and
+        ``kwargs`` by :meth:`str.format`.
     *args
-        Values for the placeholders.
+        Values for the positional placeholders.
     level : int, optional
         A :mod:`logging` level; defaults to ``logging.INFO``.
+    **kwargs
+        Values for the named placeholders.
+
+    Examples
+    --------
+    >>> import theanets
+    >>> theanets.log('{} layers, {name}', 3, name='net')  # doctest: +SKIP
+    20250131 142501 theanets 3 layers, net
     """
+    if not log_enabled(level):
+        return
+    text = msg.format(*args, **kwargs) if args or kwargs else msg
     if logger.isEnabledFor(level):
-        logger.log(level, msg.format(*args) if args else msg)
+        logger.log(level, text, stacklevel=2)
+    else:
+        # unconfigured logging: the root logger's default WARNING threshold
+        # would drop the record, so hand it to the handlers directly
+        record = logger.makeRecord(logger.name, level, "(theanets)", 0, text, None, None)
+        logger.handle(record)
 
 
 def _float_x():
@@ -208,6 +313,27 @@ class Registrar:
             Every registered name and alias.
         """
         return sorted(cls._registry)
+
+    @classmethod
+    def get_class(cls, key):
+        """Return the registered class for a name (the same as :meth:`lookup`).
+
+        Parameters
+        ----------
+        key : str
+            A registered name or alias (case-insensitive).
+
+        Returns
+        -------
+        type
+
+        Raises
+        ------
+        ConfigurationError
+            If nothing is registered under ``key``; the message suggests the
+            closest name.
+        """
+        return cls.lookup(key)
 
     @classmethod
     def lookup(cls, key):

@@ -16,6 +16,7 @@ The life of a layer has three steps:
    outputs keyed by their fully scoped names.
 """
 
+import itertools
 import re
 
 import numpy as np
@@ -32,6 +33,25 @@ __all__ = ["Layer", "Input", "Concatenate", "Flatten", "Product", "Reshape"]
 INIT_KWARGS = ("mean", "std", "sparsity", "diagonal", "radius")
 
 _PER_PARAM = re.compile(r"^({})_(\w+)$".format("|".join(INIT_KWARGS)))
+
+#: Numbers for the default names of layers built without a name.
+_DEFAULT_NAME_COUNTER = itertools.count(1)
+
+
+def default_name(cls):
+    """Return a new unique name for a layer of class ``cls`` built without one.
+
+    Parameters
+    ----------
+    cls : type
+        A :class:`Layer` subclass.
+
+    Returns
+    -------
+    str
+        The lower-case class name followed by a number, e.g. ``'feedforward3'``.
+    """
+    return f"{cls.__name__.lower()}{next(_DEFAULT_NAME_COUNTER)}"
 
 
 def _full_output_name(ref):
@@ -68,10 +88,12 @@ class Layer(util.Registrar):
         ``:out``; ``'hid1:pre'`` names another output. When a network builds
         a layer from a spec, the default is the previous layer's output.
     name : str, optional
-        The layer's name; networks assign ``hid1``, ``hid2``, ..., ``out``.
+        The layer's name; networks assign ``hid1``, ``hid2``, ..., ``out``. A
+        layer built without a name is called after its class and a counter
+        (``'feedforward3'``).
     activation : str or callable, optional
         The activation function (see :mod:`theanets.activations`). Defaults
-        to ``'relu'``.
+        to ``'relu'`` (:attr:`DEFAULT_ACTIVATION`).
     shape : tuple of int, optional
         Output shape without the batch axis, for layers whose output is not a
         vector per example.
@@ -92,16 +114,30 @@ class Layer(util.Registrar):
     params : list of shared variables
         The layer's parameters, then its activation's parameters.
     kwargs : dict
-        Initialisation keyword arguments.
+        The keyword arguments the layer was built with (all but ``name`` and
+        the options particular to a subclass, such as a convolution's
+        ``filter_size``), as given; ``activation`` is always present.
     """
 
     #: Layer classes that need at least one input; :class:`Input` sets False.
     _requires_inputs = True
+    #: Activation used when none is given.
+    DEFAULT_ACTIVATION = "relu"
+    #: Structural layers (flatten, reshape, ...) apply no activation at all.
+    _uses_activation = True
 
     def __init__(
-        self, size=None, inputs=None, name=None, activation="relu", shape=None, rng=None, **kwargs
+        self, size=None, inputs=None, name=None, activation=None, shape=None, rng=None, **kwargs
     ):
+        if name is None:
+            name = default_name(type(self))
         self._check_init_kwargs(kwargs, name)
+        given = dict(kwargs)
+        for key, value in (("size", size), ("shape", shape), ("inputs", inputs), ("rng", rng)):
+            if value is not None:
+                given[key] = value
+        if activation is not None:
+            given["activation"] = activation
         if size is not None and (not isinstance(size, (int, np.integer)) or size <= 0):
             raise util.ConfigurationError(
                 f"layer {name!r}: size must be a positive integer, got {size!r}"
@@ -121,8 +157,8 @@ class Layer(util.Registrar):
         self._shape = shape
         self.inputs = _input_list(inputs)
         self.name = name
-        self.activation = activation
-        self.kwargs = kwargs
+        self.activation = self.DEFAULT_ACTIVATION if activation is None else activation
+        self.kwargs = given
         self._rng_arg = rng
         self.rng = None
         self.params = []
@@ -178,7 +214,11 @@ class Layer(util.Registrar):
 
     @property
     def output_shape(self):
-        """Shape of the main output, with ``None`` for the batch (and time) axes."""
+        """Shape of the main output for one example (no batch axis).
+
+        A 6-unit feed-forward layer has ``(6,)``; a recurrent layer
+        ``(None, 6)``, where ``None`` is the time axis of any length.
+        """
         return self._output_shape
 
     @property
@@ -203,7 +243,7 @@ class Layer(util.Registrar):
 
     @property
     def input_shape(self):
-        """Shape of this layer's only input."""
+        """Shape of this layer's only input for one example (no batch axis)."""
         return self._input_shapes[self.input_name]
 
     @property
@@ -213,7 +253,7 @@ class Layer(util.Registrar):
 
     @property
     def input_shapes(self):
-        """Dictionary mapping each input's full name to its shape."""
+        """Dictionary mapping each input's full name to its shape (no batch axis)."""
         return dict(self._input_shapes)
 
     # ------------------------------------------------------------------
@@ -258,7 +298,9 @@ class Layer(util.Registrar):
         self.size = self._output_shape[-1]
         if initialize:
             self.params = []
-            self.activate = activations.build(self.activation, self)
+            self.activate = activations.build(
+                self.activation if self._uses_activation else "linear", self
+            )
             self.setup()
             self.params.extend(getattr(self.activate, "params", []))
             self._check_per_param_kwargs()
@@ -266,7 +308,7 @@ class Layer(util.Registrar):
     def _resolve_output_shape(self):
         """Compute the output shape from the input shapes and ``size``/``shape``."""
         if self._shape is not None:
-            return (None,) + tuple(self._shape)
+            return tuple(self._shape)
         if self.size is None:
             raise util.ConfigurationError(f"layer {self.name!r} needs a size or a shape")
         first = next(iter(self._input_shapes.values()))
@@ -281,9 +323,12 @@ class Layer(util.Registrar):
         Returns
         -------
         dict
-            By default ``out`` and ``pre``, both of :attr:`output_shape`;
-            layers with other outputs (``cell``, ``rate``, ...) add them.
+            By default ``out`` and ``pre``, both of :attr:`output_shape`
+            (structural layers have only ``out``); layers with other outputs
+            (``cell``, ``rate``, ...) add them.
         """
+        if not self._uses_activation:
+            return {self.output_name: self.output_shape}
         return {self.output_name: self.output_shape, self.full_name("pre"): self.output_shape}
 
     # ------------------------------------------------------------------
@@ -413,13 +458,22 @@ class Layer(util.Registrar):
         self.params.append(shared)
         return shared
 
+    def _own_params(self):
+        """This layer's own parameters, without those of its activation."""
+        extra = getattr(self.activate, "params", [])
+        return [p for p in self.params if all(p is not q for q in extra)]
+
     def find(self, key):
-        """Return one of this layer's parameters by short or full name.
+        """Return one of this layer's own parameters by short or full name.
+
+        Only the layer's own parameters are searched, not those of a
+        learnable activation.
 
         Parameters
         ----------
         key : str or int
-            ``'w'``, ``'hid1.w'``, or an index into :attr:`params`.
+            ``'w'``, ``'hid1.w'``, or an index into the layer's own
+            parameters.
 
         Returns
         -------
@@ -428,15 +482,19 @@ class Layer(util.Registrar):
         Raises
         ------
         KeyError
-            If no parameter has that name.
+            If no parameter has that name or index.
         """
-        if isinstance(key, (int, np.integer)):
-            return self.params[key]
+        own = self._own_params()
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            if -len(own) <= key < len(own):
+                return own[key]
+            raise KeyError(f"layer {self.name!r} has no parameter with index {key}")
+        key = str(key)
         full = key if "." in key else f"{self.name}.{key}"
-        for param in self.params:
+        for param in own:
             if param.name == full:
                 return param
-        names = [p.name for p in self.params]
+        names = [p.name for p in own]
         raise KeyError(
             f"layer {self.name!r} has no parameter {key!r}.{util.closest_match(full, names)} "
             f"Parameters: {', '.join(names) or 'none'}"
@@ -452,27 +510,29 @@ class Layer(util.Registrar):
     def to_spec(self):
         """Return a dictionary from which an equal layer can be built.
 
-        ``Layer.build(spec.pop('form'), **spec)`` recreates the layer (before
-        binding), so specs can be stored as JSON.
+        The dictionary holds :attr:`kwargs` as given (``size``, ``shape`` and
+        ``inputs`` only where they were passed), the layer's ``form`` (its
+        lower-case class name), ``name`` and ``activation``, and the options
+        particular to the layer's class (a recurrent layer's ``h_0``, a
+        convolution's ``filter_size``, ...). ``Layer.build(spec.pop('form'),
+        **spec)`` recreates the layer before binding.
 
         Returns
         -------
         dict
+
+        Examples
+        --------
+        >>> layer = Layer.build('feedforward', size=3, inputs='in', name='l')
+        >>> layer.to_spec()
+        {'size': 3, 'inputs': 'in', 'activation': 'relu', 'form': 'feedforward', 'name': 'l'}
         """
-        activation = self.activation
+        spec = dict(self.kwargs)
+        activation = spec.get("activation", "relu")
         if callable(activation) and not isinstance(activation, str):
             activation = getattr(activation, "name", None) or repr(activation)
-        spec = dict(
-            form=type(self).__name__.lower(),
-            name=self.name,
-            size=self.size,
-            inputs=list(self.inputs) if self.inputs is not None else None,
-            activation=activation,
-        )
-        if self._shape is not None:
-            spec["shape"] = list(self._shape)
+        spec.update(form=type(self).__name__.lower(), name=self.name, activation=activation)
         spec.update(self._spec_extra())
-        spec.update(self.kwargs)
         return spec
 
     def num_params(self):
@@ -574,7 +634,9 @@ class Input(Layer):
             )
         if sparse and len(shape) != 1:
             raise util.ConfigurationError(f"input layer {name!r}: sparse inputs must be 2-D")
-        super().__init__(size=size, shape=shape, name=name, activation="linear", **kwargs)
+        super().__init__(shape=shape, name=name, activation="linear", **kwargs)
+        if sparse:
+            self.kwargs["sparse"] = sparse
         self.sparse = "csr" if sparse is True else sparse
         self.ndim = len(shape) + 1
         self.variable = self._make_variable()
@@ -589,7 +651,7 @@ class Input(Layer):
     def bind(self, network, initialize=True):
         """Bind the input layer (it owns no parameters)."""
         self.rng = util.resolve_rng(self._rng_arg if self._rng_arg is not None else network.rng)
-        self._output_shape = (None,) + tuple(self._shape)
+        self._output_shape = tuple(self._shape)
         self.params = []
 
     def output_shapes(self):
@@ -600,31 +662,30 @@ class Input(Layer):
         """Return the input variable itself."""
         return self.variable
 
-    def _spec_extra(self):
-        spec = dict(ndim=self.ndim, sparse=self.sparse)
-        return spec
 
-    def to_spec(self):
-        """Return a dictionary from which an equal input layer can be built."""
-        spec = dict(form="input", name=self.name, shape=list(self._shape), sparse=self.sparse)
-        spec.update(self.kwargs)
-        return spec
+def _shapes_agree(shapes):
+    """True if the shapes have one length and no axis with two known sizes."""
+    if len({len(s) for s in shapes}) > 1:
+        return False
+    return all(len({n for n in axis if n is not None}) <= 1 for axis in zip(*shapes))
 
 
 class Product(Layer):
     """Elementwise product of several inputs of the same shape.
 
-    :math:`y = \\prod_i x_i`; it has no parameters.
+    :math:`y = \\prod_i x_i`; it has no parameters and no activation, and
+    its only output is ``out``. Registered as ``'product'`` and ``'prod'``.
     """
 
-    def __init__(self, size=None, inputs=None, name=None, activation="linear", **kwargs):
-        super().__init__(size=size, inputs=inputs, name=name, activation=activation, **kwargs)
+    __extra_registration_keys__ = ["prod"]
+
+    _uses_activation = False
 
     def _resolve_output_shape(self):
         shapes = list(self._input_shapes.values())
-        if len({s[-1] for s in shapes}) != 1:
+        if not _shapes_agree(shapes):
             raise util.ConfigurationError(
-                f"layer {self.name!r}: Product inputs must have equal sizes, got "
+                f"layer {self.name!r}: Product inputs must have equal shapes, got "
                 f"{dict(self._input_shapes)}"
             )
         if self.size is not None and self.size != shapes[0][-1]:
@@ -639,20 +700,28 @@ class Product(Layer):
         out = exprs[0]
         for expr in exprs[1:]:
             out = out * expr
-        return dict(pre=out, out=self.activate(out))
+        return out
 
 
 class Concatenate(Layer):
     """Concatenation of several inputs along their last axis.
 
-    The output size is the sum of the input sizes; it has no parameters.
+    The output size is the sum of the input sizes; every other axis must
+    agree. It has no parameters and no activation, and its only output is
+    ``out``. Registered as ``'concatenate'`` and ``'concat'``.
     """
 
-    def __init__(self, size=None, inputs=None, name=None, activation="linear", **kwargs):
-        super().__init__(size=size, inputs=inputs, name=name, activation=activation, **kwargs)
+    __extra_registration_keys__ = ["concat"]
+
+    _uses_activation = False
 
     def _resolve_output_shape(self):
         shapes = list(self._input_shapes.values())
+        if not _shapes_agree([s[:-1] for s in shapes]):
+            raise util.ConfigurationError(
+                f"layer {self.name!r}: Concatenate inputs must agree on every axis but the "
+                f"last, got {dict(self._input_shapes)}"
+            )
         total = sum(s[-1] for s in shapes)
         if self.size is not None and self.size != total:
             raise util.ConfigurationError(
@@ -662,39 +731,39 @@ class Concatenate(Layer):
 
     def transform(self, inputs):
         """Join the inputs along the last axis."""
-        exprs = [inputs[name] for name in self.inputs]
-        out = pt.concatenate(exprs, axis=-1)
-        return dict(pre=out, out=self.activate(out))
+        return pt.concatenate([inputs[name] for name in self.inputs], axis=-1)
 
 
 class Flatten(Layer):
     """Flatten every axis but the batch axis into one.
 
-    Useful between convolution and feed-forward layers; no parameters.
+    Useful between convolution and feed-forward layers. It has no parameters
+    and no activation, and its only output is ``out``. Registered as
+    ``'flatten'`` and ``'flat'``.
     """
 
-    def __init__(self, size=None, inputs=None, name=None, activation="linear", **kwargs):
-        super().__init__(size=size, inputs=inputs, name=name, activation=activation, **kwargs)
+    __extra_registration_keys__ = ["flat"]
+
+    _uses_activation = False
 
     def _resolve_output_shape(self):
-        shape = self.input_shape[1:]
+        shape = self.input_shape
         if any(s is None for s in shape):
             raise util.ConfigurationError(
                 f"layer {self.name!r}: cannot flatten input {self.input_name!r} of shape "
-                f"{self.input_shape}: all but the batch axis must have a known size"
+                f"{self.input_shape}: every axis of an example must have a known size"
             )
         total = int(np.prod(shape))
         if self.size is not None and self.size != total:
             raise util.ConfigurationError(
                 f"layer {self.name!r}: size={self.size} but the flattened input has {total} values"
             )
-        return (None, total)
+        return (total,)
 
     def transform(self, inputs):
         """Reshape the input to (batch, features)."""
         x = self._only_input(inputs)
-        out = x.reshape((x.shape[0], self.size), ndim=2)
-        return dict(pre=out, out=self.activate(out))
+        return x.reshape((x.shape[0], self.size), ndim=2)
 
 
 class Reshape(Layer):
@@ -705,31 +774,27 @@ class Reshape(Layer):
     shape : tuple of int
         The new shape of one example (without the batch axis); the number of
         values must not change.
+    size : int, optional
+        If given, it must equal the last entry of ``shape``.
     """
 
-    def __init__(self, shape=None, inputs=None, name=None, activation="linear", **kwargs):
+    _uses_activation = False
+
+    def __init__(self, shape=None, inputs=None, name=None, activation=None, **kwargs):
         if shape is None:
             raise util.ConfigurationError(f"layer {name!r}: Reshape needs a shape")
-        kwargs.pop("size", None)
         super().__init__(shape=shape, inputs=inputs, name=name, activation=activation, **kwargs)
 
     def _resolve_output_shape(self):
-        old = self.input_shape[1:]
+        old = self.input_shape
         if any(s is None for s in old) or int(np.prod(old)) != int(np.prod(self._shape)):
             raise util.ConfigurationError(
                 f"layer {self.name!r}: cannot reshape input of shape {self.input_shape} "
-                f"to {(None,) + tuple(self._shape)}"
+                f"to {tuple(self._shape)}"
             )
-        return (None,) + tuple(self._shape)
+        return tuple(self._shape)
 
     def transform(self, inputs):
         """Reshape the input."""
         x = self._only_input(inputs)
-        out = x.reshape((x.shape[0],) + tuple(self._shape), ndim=len(self._shape) + 1)
-        return dict(pre=out, out=self.activate(out))
-
-    def to_spec(self):
-        """Return a dictionary from which an equal layer can be built."""
-        spec = super().to_spec()
-        spec.pop("size", None)
-        return spec
+        return x.reshape((x.shape[0],) + tuple(self._shape), ndim=len(self._shape) + 1)

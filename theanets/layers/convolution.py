@@ -571,7 +571,7 @@ class Convolution(Layer):
         border_mode="valid",
         inputs=None,
         name=None,
-        activation="relu",
+        activation=None,
         impl="slices",
         **kwargs,
     ):
@@ -618,15 +618,11 @@ class Convolution(Layer):
 
     def _check_input_shape(self):
         shape = self.input_shape
-        want = self.SPATIAL_NDIM + 2
+        want = self.SPATIAL_NDIM + 1
         if len(shape) != want:
-            layout = (
-                "(batch, time, channels)"
-                if self.SPATIAL_NDIM == 1
-                else ("(batch, width, height, channels)")
-            )
+            layout = "(time, channels)" if self.SPATIAL_NDIM == 1 else ("(width, height, channels)")
             raise util.ConfigurationError(
-                f"layer {self.name!r}: {type(self).__name__} needs {want}-D input {layout}, but "
+                f"layer {self.name!r}: {type(self).__name__} needs examples of shape {layout}, but "
                 f"input {self.input_name!r} has shape {shape}"
             )
         if shape[-1] is None:
@@ -639,16 +635,16 @@ class Convolution(Layer):
     def _resolve_output_shape(self):
         shape = self._check_input_shape()
         out = []
-        for axis, (n, k, s) in enumerate(zip(shape[1:-1], self.filter_size, self.stride)):
+        for axis, (n, k, s) in enumerate(zip(shape[:-1], self.filter_size, self.stride)):
             if n is not None and self.border_mode == "valid" and k > n:
                 raise util.ConfigurationError(
                     f"layer {self.name!r}: filter_size {self.filter_size} is larger than input "
-                    f"{self.input_name!r} of shape {shape} (spatial axis {axis + 1} has {n} "
+                    f"{self.input_name!r} of shape {shape} (axis {axis} of an example has {n} "
                     f"values, the filter {k}) in 'valid' border mode; use a smaller filter or "
                     f"border_mode='same'/'full'"
                 )
             out.append(conv_output_length(n, k, s, self.border_mode))
-        return (None, *out, self.size)
+        return (*out, self.size)
 
     def setup(self):
         """Create the filter bank ``w`` and the bias ``b``."""
@@ -698,7 +694,7 @@ class Convolution(Layer):
             self._filters(),
             self.stride,
             self.border_mode,
-            out_shape=self.output_shape[1:],
+            out_shape=self.output_shape,
             impl=self.impl,
         )
         pre = conv + self.find("b")
@@ -864,6 +860,8 @@ class Pooling(Layer):
 
     SPATIAL_NDIM = None
 
+    DEFAULT_ACTIVATION = "linear"
+
     def __init__(
         self,
         pool_size=None,
@@ -872,7 +870,7 @@ class Pooling(Layer):
         size=None,
         inputs=None,
         name=None,
-        activation="linear",
+        activation=None,
         **kwargs,
     ):
         if self.SPATIAL_NDIM is None:
@@ -897,15 +895,11 @@ class Pooling(Layer):
 
     def _resolve_output_shape(self):
         shape = self.input_shape
-        want = self.SPATIAL_NDIM + 2
+        want = self.SPATIAL_NDIM + 1
         if len(shape) != want:
-            layout = (
-                "(batch, time, channels)"
-                if self.SPATIAL_NDIM == 1
-                else ("(batch, width, height, channels)")
-            )
+            layout = "(time, channels)" if self.SPATIAL_NDIM == 1 else ("(width, height, channels)")
             raise util.ConfigurationError(
-                f"layer {self.name!r}: {type(self).__name__} needs {want}-D input {layout}, but "
+                f"layer {self.name!r}: {type(self).__name__} needs examples of shape {layout}, but "
                 f"input {self.input_name!r} has shape {shape}"
             )
         if self.size is not None and shape[-1] is not None and self.size != shape[-1]:
@@ -914,11 +908,11 @@ class Pooling(Layer):
                 f"{self.input_name!r} (shape {shape}); got size={self.size}"
             )
         out = []
-        for axis, (n, p, s) in enumerate(zip(shape[1:-1], self.pool_size, self.stride)):
+        for axis, (n, p, s) in enumerate(zip(shape[:-1], self.pool_size, self.stride)):
             if n is not None and p > n:
                 raise util.ConfigurationError(
                     f"layer {self.name!r}: pool_size {self.pool_size} is larger than input "
-                    f"{self.input_name!r} of shape {shape} (spatial axis {axis + 1} has {n} "
+                    f"{self.input_name!r} of shape {shape} (axis {axis} of an example has {n} "
                     "values)"
                 )
             out.append(pool_output_length(n, p, s))
@@ -927,7 +921,7 @@ class Pooling(Layer):
                 f"layer {self.name!r}: the channel axis of input {self.input_name!r} (shape "
                 f"{shape}) must have a known size"
             )
-        return (None, *out, shape[-1])
+        return (*out, shape[-1])
 
     def transform(self, inputs):
         """Compute ``pre`` (the pooled input) and ``out``."""

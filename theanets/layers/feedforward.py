@@ -49,14 +49,21 @@ class Feedforward(Layer):
 
 
 class Classifier(Feedforward):
-    """A fully connected layer with a softmax activation by default.
+    """A fully connected layer with a softmax activation.
 
     .. math::
         y = \\mathrm{softmax}(x W + b)
+
+    The activation is always the softmax, whatever ``activation`` says (a
+    network fills in its output activation for every last layer), and
+    :attr:`kwargs` records ``'softmax'``. Registered as ``'classifier'`` and
+    ``'softmax'``.
     """
 
-    def __init__(self, size=None, inputs=None, name=None, activation="softmax", **kwargs):
-        super().__init__(size=size, inputs=inputs, name=name, activation=activation, **kwargs)
+    __extra_registration_keys__ = ["softmax"]
+
+    def __init__(self, size=None, inputs=None, name=None, activation=None, **kwargs):
+        super().__init__(size=size, inputs=inputs, name=name, activation="softmax", **kwargs)
 
 
 class Tied(Layer):
@@ -77,9 +84,7 @@ class Tied(Layer):
         The layer whose weights are shared.
     """
 
-    def __init__(
-        self, partner=None, size=None, inputs=None, name=None, activation="relu", **kwargs
-    ):
+    def __init__(self, partner=None, size=None, inputs=None, name=None, activation=None, **kwargs):
         if partner is None:
             raise util.ConfigurationError(f"tied layer {name!r} needs a partner layer")
         self.partner = partner

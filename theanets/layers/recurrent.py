@@ -138,7 +138,7 @@ class Recurrent(Layer):
         size=None,
         inputs=None,
         name=None,
-        activation="relu",
+        activation=None,
         h_0=None,
         direction=None,
         bptt_limit=None,
@@ -200,15 +200,15 @@ class Recurrent(Layer):
 
     def _resolve_output_shape(self):
         shape = self.input_shape
-        if len(shape) != 3:
+        if len(shape) != 2:
             raise util.ConfigurationError(
                 f"layer {self.name!r}: a {type(self).__name__} layer needs input of shape "
-                f"(batch, time, features), but {self.input_name!r} has shape {shape}; use a "
+                f"(batch, time, features), but {self.input_name!r} has examples of shape {shape}; use a "
                 "model from theanets.recurrent"
             )
         if self.size is None:
             raise util.ConfigurationError(f"layer {self.name!r} needs a size")
-        return (shape[0], shape[1], self.size)
+        return (shape[0], self.size)
 
     def bind(self, network, initialize=True):
         """Bind the layer, then check the outputs named for initial states."""
@@ -223,20 +223,17 @@ class Recurrent(Layer):
                 )
             shape = known[ref]
             want = self._state_size(key)
-            if len(shape) not in (2, 3) or shape[-1] != want:
+            if len(shape) not in (1, 2) or shape[-1] != want:
                 raise util.ConfigurationError(
-                    f"layer {self.name!r}: {key}={ref!r} must have shape (batch, {want}) or "
-                    f"(batch, time, {want}), got {shape}"
+                    f"layer {self.name!r}: {key}={ref!r} must have examples of shape ({want},) "
+                    f"or (time, {want}), got {shape}"
                 )
             self._state_shapes[key] = shape
         if initialize:
             self._use_fused()  # check that a requested implementation applies
 
     def _spec_extra(self):
-        spec = {}
-        for key in self._STATE_OPTIONS:
-            if key in self._states:
-                spec[key] = self._states[key]
+        spec = {key: self._states.get(key) for key in self._STATE_OPTIONS}
         if self.direction is not None:
             spec["direction"] = self.direction
         if self.bptt_limit is not None:
@@ -393,11 +390,11 @@ class Recurrent(Layer):
         Returns
         -------
         dict
-            Sequence outputs have shape ``(None, None, n)``; fixed rate
+            Sequence outputs have shape ``(None, n)`` (time, units); fixed rate
             vectors have shape ``(n,)``.
         """
         shapes = {}
-        lead = self._output_shape[:-1] if self._output_shape is not None else (None, None)
+        lead = self._output_shape[:-1] if self._output_shape is not None else (None,)
         for short, dim in self._output_dims().items():
             shape = dim if isinstance(dim, tuple) else tuple(lead) + (dim,)
             shapes[self.full_name(short)] = shape
@@ -847,7 +844,7 @@ class Clockwork(Recurrent):
 
     def _spec_extra(self):
         spec = super()._spec_extra()
-        spec["periods"] = list(self.periods)
+        spec["periods"] = tuple(sorted(self.periods))
         return spec
 
     def transform(self, inputs):
@@ -1034,8 +1031,7 @@ class SCRN(Recurrent):
     def _spec_extra(self):
         spec = super()._spec_extra()
         spec["rate"] = self.rate
-        if self._context_arg is not None:
-            spec["context_size"] = int(self._context_arg)
+        spec["context_size"] = self.context_size
         return spec
 
     def transform(self, inputs):
@@ -1107,7 +1103,7 @@ class Bidirectional(Layer):
     _JOINED = ("out", "pre", "cell")
 
     def __init__(
-        self, worker="rnn", size=None, inputs=None, name=None, activation="relu", rng=None, **kwargs
+        self, worker="rnn", size=None, inputs=None, name=None, activation=None, rng=None, **kwargs
     ):
         if not isinstance(worker, str) or not Layer.is_registered(worker):
             raise util.ConfigurationError(
@@ -1140,18 +1136,18 @@ class Bidirectional(Layer):
 
     def _resolve_output_shape(self):
         shape = self.input_shape
-        if len(shape) != 3:
+        if len(shape) != 2:
             raise util.ConfigurationError(
                 f"layer {self.name!r}: a Bidirectional layer needs input of shape "
-                f"(batch, time, features), but {self.input_name!r} has shape {shape}"
+                f"(batch, time, features), but {self.input_name!r} has examples of shape {shape}"
             )
         if self.size is None:
             raise util.ConfigurationError(f"layer {self.name!r} needs a size")
-        return (shape[0], shape[1], self.size)
+        return (shape[0], self.size)
 
     def _make_worker(self, suffix, direction):
         kwargs = dict(self._worker_kwargs)
-        kwargs.update(self.kwargs)
+        kwargs.update((k, v) for k, v in self.kwargs.items() if _is_init_kwarg(k))
         try:
             return Layer.build(
                 self.worker,

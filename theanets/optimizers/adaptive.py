@@ -1,10 +1,12 @@
 r"""Gradient methods with per-parameter adaptive step sizes.
 
 :class:`RProp`, :class:`RMSProp`, :class:`ADAGRAD`, :class:`ADADELTA`,
-:class:`ESGD` and :class:`Adam`, with the formulas and defaults of the
-``downhill`` package. Several of them turn a half-life :math:`h` (in updates)
-into the weight of an exponentially weighted moving average,
-:math:`\gamma = e^{-\ln 2 / h}`.
+:class:`ESGD` and :class:`Adam`, with the formulas, keyword names and
+defaults of the ``downhill`` package (Adam follows the paper, where
+``downhill`` 0.4 did not). Several of them turn a half-life :math:`h` (in
+updates) into the weight of an exponentially weighted moving average,
+:math:`\gamma = e^{-\ln 2 / h}`; that is the ``alpha`` or ``rho`` of
+``torch.optim``.
 """
 
 import numpy as np
@@ -13,7 +15,9 @@ import pytensor.gradient
 import pytensor.tensor as pt
 
 from .. import util
-from .base import Optimizer, _check_number, _halflife_to_decay
+from ._checks import check_number as _check_number
+from ._checks import halflife_to_decay as _halflife_to_decay
+from .base import Optimizer
 
 __all__ = ["RProp", "RMSProp", "ADAGRAD", "ADADELTA", "ESGD", "Adam"]
 
@@ -51,6 +55,9 @@ class RProp(Optimizer):
 
     .. math::
         \theta_{t+1} = \theta_t - \operatorname{sgn}(g_t)\,\Delta_t .
+
+    This is the rule of ``torch.optim.Rprop(lr, etas=(rprop_decrease,
+    rprop_increase), step_sizes=(rprop_min_step, rprop_max_step))``.
 
     References
     ----------
@@ -124,7 +131,9 @@ class ADAGRAD(Optimizer):
         \theta_{t+1} = \theta_t - \frac{\alpha\, g_t}{\sqrt{G_t + \epsilon}} .
 
     Since :math:`G` only grows, the effective learning rate of every element
-    decays over training.
+    decays over training. As in ``downhill``, :math:`\epsilon` is added
+    inside the square root; the paper and ``torch.optim.Adagrad`` add it to
+    :math:`\sqrt{G_t}` instead, so the two agree only for :math:`\epsilon = 0`.
 
     References
     ----------
@@ -170,6 +179,10 @@ class RMSProp(Optimizer):
 
     .. math::
         \theta_{t+1} = \theta_t - \frac{\alpha\, g_t}{\sqrt{s_t - f_t^2 + \epsilon}} .
+
+    :math:`\epsilon` sits inside the square root, as in Graves' paper and
+    ``downhill``. ``torch.optim.RMSprop(alpha=gamma, centered=True)`` adds it
+    to the root instead; otherwise (momentum included) the rules are the same.
 
     References
     ----------
@@ -221,6 +234,8 @@ class ADADELTA(RMSProp):
     .. math::
         x_t = \gamma x_{t-1} + (1 - \gamma) \Delta_t^2, \qquad
         \theta_{t+1} = \theta_t - \Delta_t .
+
+    This is ``torch.optim.Adadelta(lr=1, rho=gamma, eps=epsilon)``.
 
     References
     ----------
@@ -366,37 +381,57 @@ def _seed_from(rng):
 
 
 class Adam(Optimizer):
-    r"""Adam, with moment-decay rates given as half-lives (as in ``downhill``).
+    r"""Adam (Kingma & Ba, 2015), with bias-corrected moment estimates.
 
     Keyword arguments of :meth:`iterate <theanets.optimizers.Optimizer.iterate>`
     (besides the shared options):
 
     - ``learning_rate`` (default 1e-4): :math:`\alpha`;
-    - ``beta1_halflife`` (default 7): gives :math:`\beta_1 = e^{-\ln 2/7} \approx 0.906`;
-    - ``beta2_halflife`` (default 69): gives :math:`\beta_2 = e^{-\ln 2/69} \approx 0.990`;
-    - ``beta1_decay`` (default :math:`1 - 10^{-6}`): :math:`\lambda`, which
-      shrinks :math:`\beta_1` a little every update;
-    - ``rms_regularizer`` (default 1e-8): :math:`\epsilon`.
+    - ``beta1_halflife`` (default 7) or ``beta1``: the decay :math:`\beta_1`
+      of the first-moment average, given as a half-life
+      (:math:`\beta_1 = e^{-\ln 2/7} \approx 0.906`) or directly, in
+      :math:`[0, 1)`;
+    - ``beta2_halflife`` (default 69) or ``beta2``: the decay :math:`\beta_2`
+      of the second-moment average (:math:`e^{-\ln 2/69} \approx 0.990`), or
+      directly, in :math:`[0, 1)`;
+    - ``rms_regularizer`` (default 1e-8) or ``epsilon``: :math:`\epsilon \ge 0`;
+    - ``beta1_decay`` (default 1): :math:`\lambda \in (0, 1]`, which shrinks
+      :math:`\beta_1` a little every update (1 leaves it constant).
+
+    Raises
+    ------
+    ConfigurationError
+        From :meth:`iterate`, if both spellings of one quantity are given
+        (``beta1`` and ``beta1_halflife``, ``beta2`` and ``beta2_halflife``,
+        ``epsilon`` and ``rms_regularizer``), or a value is out of range.
 
     Notes
     -----
-    With an update counter :math:`t` (starting at 0) and moment estimates
-    :math:`m, v` (starting at 0):
+    This is Algorithm 1 of the paper. With moment estimates :math:`m, v`
+    starting at 0 and updates counted from :math:`t = 1`:
 
     .. math::
-        b_t = \beta_1 \lambda^{t}, \qquad
-        m_{t+1} = b_t m_t + (1 - b_t) g, \qquad
-        v_{t+1} = \beta_2 v_t + (1 - \beta_2) g^2,
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2,
 
     .. math::
-        \theta_{t+1} = \theta_t - \alpha\,
-        \frac{m_{t+1} / (1 - b_t)}{\sqrt{v_{t+1} / (1 - \beta_2)} + \epsilon} .
+        \hat m_t = \frac{m_t}{1 - \beta_1^t}, \qquad
+        \hat v_t = \frac{v_t}{1 - \beta_2^t}, \qquad
+        \theta_{t+1} = \theta_t - \alpha\,\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon} .
 
-    This is ``downhill``'s formula: its "bias correction" divides by
-    :math:`1 - b_t` and :math:`1 - \beta_2` rather than by
-    :math:`1 - \beta_1^{t+1}` and :math:`1 - \beta_2^{t+1}` as in the paper, so
-    the first step has size :math:`\alpha` per element and later steps are
-    somewhat larger than in the paper's algorithm.
+    It is the rule of ``torch.optim.Adam(lr=alpha, betas=(beta1, beta2),
+    eps=epsilon)``.
+
+    With ``beta1_decay`` :math:`\lambda < 1` the first-moment decay of update
+    :math:`t` is :math:`\beta_{1,t} = \beta_1 \lambda^{t-1}` (the schedule of
+    the paper's convergence analysis) and :math:`m_t` is divided by
+    :math:`1 - \prod_{i \le t} \beta_{1,i} = 1 - \beta_1^t \lambda^{t(t-1)/2}`,
+    which again makes :math:`\hat m_t` unbiased.
+
+    ``downhill`` 0.4, whose keywords are kept here, divided by
+    :math:`1 - \beta_{1,t}` and :math:`1 - \beta_2` instead of
+    :math:`1 - \beta_1^t` and :math:`1 - \beta_2^t`, and used
+    :math:`\lambda = 1 - 10^{-6}` by default.
 
     References
     ----------
@@ -405,39 +440,65 @@ class Adam(Optimizer):
     """
 
     hyperparameters = {
-        "beta1_decay": 1 - 1e-6,
+        "beta1_decay": 1.0,
         "beta1_halflife": 7,
         "beta2_halflife": 69,
+        "beta1": None,
+        "beta2": None,
+        "epsilon": None,
         "rms_regularizer": 1e-8,
     }
 
+    exclusive = (
+        ("beta1", "beta1_halflife"),
+        ("beta2", "beta2_halflife"),
+        ("epsilon", "rms_regularizer"),
+    )
+
     def _check_hyperparameters(self, config):
-        config["rms_regularizer"] = _check_number("rms_regularizer", config["rms_regularizer"])
         config["beta1_decay"] = _check_number(
             "beta1_decay", config["beta1_decay"], low=0.0, low_open=True, high=1.0, high_open=False
         )
-        _halflife_to_decay("beta1_halflife", config["beta1_halflife"])
-        _halflife_to_decay("beta2_halflife", config["beta2_halflife"])
+        for which in ("beta1", "beta2"):
+            halflife = f"{which}_halflife"
+            decay = _halflife_to_decay(halflife, config[halflife])
+            if config[which] is None:
+                config[which] = decay
+            else:
+                config[which] = _check_number(which, config[which], high=1.0)
+        config["rms_regularizer"] = _check_number("rms_regularizer", config["rms_regularizer"])
+        if config["epsilon"] is None:
+            config["epsilon"] = config["rms_regularizer"]
+        else:
+            config["epsilon"] = _check_number("epsilon", config["epsilon"])
 
     def _set_scalars(self, config):
         super()._set_scalars(config)
-        self._set_scalar("beta1", _halflife_to_decay("beta1_halflife", config["beta1_halflife"]))
-        self._set_scalar("beta2", _halflife_to_decay("beta2_halflife", config["beta2_halflife"]))
-        self._set_scalar("beta1_decay", config["beta1_decay"])
-        self._set_scalar("epsilon", config["rms_regularizer"])
+        for name in ("beta1", "beta2", "beta1_decay", "epsilon"):
+            self._set_scalar(name, config[name])
 
     def _get_updates_for(self, param, grad):
         dtype = param.dtype
         t_tm1 = self._scalar_state(param, "adam_t")
         m_tm1 = self._state(param, "adam_m")
         v_tm1 = self._state(param, "adam_v")
-        beta1 = self._hyper("beta1", dtype) * self._hyper("beta1_decay", dtype) ** t_tm1
+        t = t_tm1 + 1
+        beta1 = self._hyper("beta1", dtype)
         beta2 = self._hyper("beta2", dtype)
-        m_t = beta1 * m_tm1 + (1 - beta1) * grad
+        decay = self._hyper("beta1_decay", dtype)
+        beta1_t = beta1 * decay**t_tm1
+        m_t = beta1_t * m_tm1 + (1 - beta1_t) * grad
         v_t = beta2 * v_tm1 + (1 - beta2) * pt.sqr(grad)
-        numer = m_t / (1 - beta1)
-        denom = pt.sqrt(v_t / (1 - beta2)) + self._hyper("epsilon", dtype)
-        yield t_tm1, t_tm1 + 1
+        # the product of the first-moment decays of updates 1..t
+        beta1_prod = beta1**t * decay ** (t * t_tm1 / 2)
+        m_hat = m_t / (1 - beta1_prod)
+        v_hat = v_t / (1 - beta2**t)
+        yield t_tm1, t
         yield m_tm1, m_t
         yield v_tm1, v_t
-        yield param, self._hyper("learning_rate", dtype) * numer / denom
+        yield (
+            param,
+            self._hyper("learning_rate", dtype)
+            * m_hat
+            / (pt.sqrt(v_hat) + self._hyper("epsilon", dtype)),
+        )

@@ -20,8 +20,6 @@ theanets used with Theano.
 """
 
 import logging
-import math
-import numbers
 import warnings
 
 import numpy as np
@@ -31,6 +29,8 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 
 from .. import util
+from ._checks import check_count as _check_count
+from ._checks import check_number as _check_number
 from .dataset import Dataset
 
 __all__ = ["Optimizer", "build"]
@@ -94,43 +94,6 @@ def build(algo, loss, params, inputs, updates=(), monitors=(), monitor_gradients
     )
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_number(name, value, low=0.0, high=None, low_open=False, high_open=True):
-    """Raise ConfigurationError unless ``value`` is a finite real number in range."""
-    if not _is_real(value) or not math.isfinite(value):
-        raise util.ConfigurationError(f"{name} must be a finite number, got {value!r}")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
-        hi = "" if high is None else f"{high}" + (")" if high_open else "]")
-        bounds = f"in {lo}, {hi}" if high is not None else f"{'>' if low_open else '>='} {low}"
-        raise util.ConfigurationError(f"{name} must be {bounds}, got {value!r}")
-    return float(value)
-
-
-def _check_count(name, value, minimum, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if not _is_int(value) or value < minimum:
-        what = "None or an integer" if allow_none else "an integer"
-        raise util.ConfigurationError(f"{name} must be {what} >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _halflife_to_decay(name, halflife):
-    r"""Return :math:`\gamma = e^{-\ln 2 / h}` for a positive half-life ``h``."""
-    h = _check_number(name, halflife, low=0.0, low_open=True)
-    return float(np.exp(-np.log(2) / h))
-
-
 class Optimizer(util.Registrar):
     r"""Minimise a scalar loss over shared parameters with a gradient method.
 
@@ -180,11 +143,30 @@ class Optimizer(util.Registrar):
     .. math::
         v_{t+1} = \mu v_t - \Delta_t, \qquad \theta_{t+1} = \theta_t + v_{t+1},
 
-    and with Nesterov momentum (the reformulation of Bengio, Boulanger-Lewandowski
-    & Pascanu, 2013, which needs no gradient at a look-ahead point):
+    Nesterov momentum (Sutskever et al., 2013) takes the gradient at the point
+    the velocity is about to carry the parameters to,
+    :math:`v_{t+1} = \mu v_t - \alpha \nabla\mathcal{L}(\phi_t + \mu v_t)`,
+    :math:`\phi_{t+1} = \phi_t + v_{t+1}`. It is implemented in the
+    reformulation of Bengio, Boulanger-Lewandowski & Pascanu (2013), which
+    stores the look-ahead point :math:`\theta_t = \phi_t + \mu v_t` as the
+    parameters, so that the gradient is only ever needed at the stored
+    parameters:
 
     .. math::
-        v_{t+1} = \mu^2 v_t - (1 + \mu)\Delta_t, \qquad \theta_{t+1} = \theta_t + v_{t+1}.
+        v_{t+1} = \mu v_t - \Delta_t, \qquad
+        \theta_{t+1} = \theta_t + \mu v_{t+1} - \Delta_t
+        = \theta_t + \mu^2 v_t - (1 + \mu)\Delta_t .
+
+    This is the rule of ``torch.optim.SGD(nesterov=True)`` with
+    :math:`v = -\alpha\,b` for its buffer :math:`b`. (``downhill`` 0.4 moved
+    the parameters the same way but then stored the displacement
+    :math:`\mu^2 v_t - (1 + \mu)\Delta_t` as the velocity, which departs from
+    the algorithm from the second update on.)
+
+    References: I. Sutskever, J. Martens, G. Dahl & G. Hinton (2013), "On the
+    importance of initialization and momentum in deep learning", ICML;
+    Y. Bengio, N. Boulanger-Lewandowski & R. Pascanu (2013), "Advances in
+    optimizing recurrent networks", ICASSP, arXiv:1212.0901.
 
     Before the step is computed the gradient may be limited, per parameter:
     ``max_gradient_elem`` :math:`c > 0` clips each element to :math:`[-c, c]`;
@@ -215,6 +197,10 @@ class Optimizer(util.Registrar):
 
     #: Hyperparameters that change the structure of the graph (not just a value).
     structural = ()
+
+    #: Pairs of keyword arguments that set the same quantity in two ways; at
+    #: most one of each pair may be given to :meth:`iterate`.
+    exclusive = ()
 
     def __init__(
         self,
@@ -376,6 +362,13 @@ class Optimizer(util.Registrar):
                         f"{alias!r} is an alias of {name!r}; give only one of them"
                     )
                 given.setdefault(name, value)
+        for first, second in self.exclusive:
+            if first in given and second in given:
+                raise util.ConfigurationError(
+                    f"{type(self).__name__}: {first!r} and {second!r} set the same quantity in "
+                    f"two ways; give only one of them (got {first}={given[first]!r}, "
+                    f"{second}={given[second]!r})"
+                )
         config.update(given)
         c = config
         c["learning_rate"] = _check_number("learning_rate", c["learning_rate"])
@@ -391,8 +384,7 @@ class Optimizer(util.Registrar):
         c["max_updates"] = _check_count("max_updates", c["max_updates"], 1, allow_none=True)
         c["train_batches"] = _check_count("train_batches", c["train_batches"], 1, allow_none=True)
         c["valid_batches"] = _check_count("valid_batches", c["valid_batches"], 1, allow_none=True)
-        if not _is_int(c["batch_size"]):
-            raise util.ConfigurationError(f"batch_size must be an integer, got {c['batch_size']!r}")
+        c["batch_size"] = _check_count("batch_size", c["batch_size"], 1)
         self._check_hyperparameters(c)
         return c
 
@@ -543,13 +535,14 @@ class Optimizer(util.Registrar):
                 continue
             mu = self._hyper("momentum", param.dtype)
             vel = self._state(param, "vel")
-            if nesterov:
-                vel_new = pt.sqr(mu) * vel - (1 + mu) * step
-            else:
-                vel_new = mu * vel - step
-            vel_new = pt.cast(vel_new, param.dtype)
+            vel_new = pt.cast(mu * vel - step, param.dtype)
             updates.append((vel, vel_new))
-            updates.append((param, param + vel_new))
+            if nesterov:
+                # the stored parameters are Sutskever's look-ahead point
+                # phi + mu * v, which moves by mu * v_new - step
+                updates.append((param, param + mu * vel_new - step))
+            else:
+                updates.append((param, param + vel_new))
         updates.extend(self._end_updates())
         self._states[key] = self._building
         del self._building
@@ -720,7 +713,7 @@ class Optimizer(util.Registrar):
         )
 
     def _log(self, label, index, monitors, marker=""):
-        if util.logger.isEnabledFor(logging.INFO):
+        if util.log_enabled(logging.INFO):
             fields = " ".join(f"{k}={v:.6f}" for k, v in monitors.items())
             util.log("{} {} {}{}", label, index, fields, marker)
 

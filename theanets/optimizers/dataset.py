@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse
 
 from .. import util
+from ._checks import check_count
 
 __all__ = ["Dataset"]
 
@@ -61,8 +62,8 @@ class Dataset:
     name : str, optional
         A label used in log messages; defaults to ``'dataset'``.
     batch_size : int, optional
-        Number of samples per batch; 0 or a negative number puts all samples in
-        a single batch. Defaults to 32. Ignored for a callable.
+        Number of samples per batch, at least 1 (use the number of samples for
+        one full batch). Defaults to 32. Ignored for a callable.
     iteration_size : int, optional
         Number of batches in one pass (one epoch) over the dataset. Defaults to
         the number of distinct batches; a larger value cycles through the data,
@@ -79,6 +80,9 @@ class Dataset:
 
     Raises
     ------
+    ConfigurationError
+        If ``batch_size`` is not an integer >= 1 or ``iteration_size`` is
+        neither None nor an integer >= 1.
     ValueError
         If no arrays are given, an array is empty or has no ``axis`` dimension,
         or the arrays do not all have the same length along ``axis``.
@@ -113,20 +117,8 @@ class Dataset:
 
     def __init__(self, inputs, name=None, batch_size=32, iteration_size=None, axis=0, rng=None):
         self.name = name or "dataset"
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise util.ConfigurationError(f"batch_size must be an integer, got {batch_size!r}")
-        self.batch_size = int(batch_size)
-        if iteration_size is not None:
-            if (
-                isinstance(iteration_size, bool)
-                or not isinstance(iteration_size, (int, np.integer))
-                or iteration_size < 1
-            ):
-                raise util.ConfigurationError(
-                    f"iteration_size must be a positive integer or None, got {iteration_size!r}"
-                )
-            iteration_size = int(iteration_size)
-        self.iteration_size = iteration_size
+        self.batch_size = check_count("batch_size", batch_size, 1)
+        self.iteration_size = check_count("iteration_size", iteration_size, 1, allow_none=True)
         self.axis = axis
         self.rng = _resolve_rng(rng)
         self._callable = None
@@ -182,7 +174,7 @@ class Dataset:
         total = lengths[0]
         if total == 0:
             raise ValueError(f"{self.name}: the data arrays are empty (length 0 along axis {axis})")
-        size = total if self.batch_size <= 0 else self.batch_size
+        size = self.batch_size
         self._arrays = arrays
         for start in range(0, total, size):
             stop = min(total, start + size)

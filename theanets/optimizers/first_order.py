@@ -25,7 +25,11 @@ class SGD(Optimizer):
     and with momentum :math:`\mu`
 
     .. math::
-        v_{t+1} = \mu v_t - \alpha g_t, \qquad \theta_{t+1} = \theta_t + v_{t+1}.
+        v_{t+1} = \mu v_t - \alpha g_t, \qquad \theta_{t+1} = \theta_t + v_{t+1},
+
+    which is ``torch.optim.SGD(lr=alpha, momentum=mu)`` (``dampening=0``)
+    with :math:`v = -\alpha\,b` for its momentum buffer :math:`b`. With
+    ``nesterov=True`` the rule of :class:`NAG` is used.
 
     References
     ----------
@@ -59,9 +63,17 @@ class NAG(SGD):
         v_{t+1} = \mu v_t - \alpha \left.\frac{\partial\mathcal{L}}{\partial\theta}
         \right|_{\theta_t + \mu v_t}, \qquad \theta_{t+1} = \theta_t + v_{t+1}.
 
-    It is implemented in the equivalent form that needs the gradient only at
-    the stored parameters (see :class:`~theanets.optimizers.Optimizer`):
-    :math:`v_{t+1} = \mu^2 v_t - (1 + \mu)\alpha g_t`.
+    It is implemented in the equivalent form of Bengio et al. (2013), which
+    stores the look-ahead point :math:`\theta_t + \mu v_t` as the parameters
+    and so needs the gradient :math:`g_t` only there (see
+    :class:`~theanets.optimizers.Optimizer`):
+
+    .. math::
+        v_{t+1} = \mu v_t - \alpha g_t, \qquad
+        \theta_{t+1} = \theta_t + \mu v_{t+1} - \alpha g_t .
+
+    With ``torch.optim.SGD(lr=alpha, momentum=mu, nesterov=True)`` the
+    parameters follow the same trajectory.
 
     References
     ----------
@@ -70,6 +82,8 @@ class NAG(SGD):
        372-376.
     .. [Suts13] I. Sutskever, J. Martens, G. Dahl & G. Hinton (2013). "On the
        importance of initialization and momentum in deep learning." ICML.
+    .. [Beng13] Y. Bengio, N. Boulanger-Lewandowski & R. Pascanu (2013).
+       "Advances in optimizing recurrent networks." ICASSP; arXiv:1212.0901.
     """
 
     hyperparameters = {"nesterov": True}

@@ -6,9 +6,10 @@ with every Python as the ROT13-encoded string of the standard-library module
 classes and :meth:`~theanets.recurrent.Text.classifier_batches` into random
 windows of one-hot characters, each labelled with the character that follows.
 A recurrent classifier learns to predict the next character. Prints text
-generated with :meth:`~theanets.recurrent.Classifier.predict_sequence`, by
-picking the most probable character from a line's start and by sampling
-after a primer the text does not contain, and writes the loss curves and the probabilities
+generated with :meth:`~theanets.recurrent.Classifier.predict_sequence`,
+which samples each next character from the predicted distribution (with a
+fixed seed, so runs repeat), after a line's start and after a primer the text
+does not contain, and writes the loss curves and the probabilities
 the model gives each character along one line of the text::
 
     python examples/recurrent_text.py --output examples/output
@@ -61,9 +62,9 @@ def main(argv=None):
         f"trained {len(history)} epochs in {elapsed:.1f} s; next-character accuracy {accuracy:.3f}"
     )
     length = 40 if args.quick else 300
-    greedy = net.predict_sequence(text.encode(PRIMER), length)
-    print(f"greedy continuation of {PRIMER!r}:")
-    print(PRIMER + text.decode(list(greedy)))
+    continued = net.predict_sequence(text.encode(PRIMER), length, rng=3)
+    print(f"sampled continuation of {PRIMER!r}:")
+    print(PRIMER + text.decode(list(continued)))
     sampled = net.predict_sequence(text.encode(SAMPLE_PRIMER), length, rng=4)
     print(f"sampled continuation of {SAMPLE_PRIMER!r}:")
     print(SAMPLE_PRIMER + text.decode(list(sampled)))

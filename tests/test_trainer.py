@@ -176,15 +176,35 @@ def test_pretrainers(algo, classification_data):
     assert stages[-1][1]["loss"] == pytest.approx(net.loss_value(*data), rel=1e-6)
 
 
-def test_sample_trainer_sets_unit_columns(regression_data):
-    net = theanets.Regressor([4, (6, "tanh"), 3])
-    net.train(list(regression_data), algo="sample")
-    w = net.find("hid1", "w").get_value()
-    np.testing.assert_allclose(np.linalg.norm(w, axis=0), 1, rtol=1e-5)
+def _rows_are_unit_samples(rows, examples):
+    """Each row has unit length and is one of the examples scaled to unit length."""
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, rtol=1e-5)
+    normed = examples / np.linalg.norm(examples, axis=1, keepdims=True)
+    for row in rows:
+        assert np.min(np.abs(normed - row).sum(axis=1)) < 1e-4
+
+
+def test_sample_trainer_sets_first_columns_and_output_rows(regression_data):
+    """Upstream's rule: input samples become the first layer's columns, target
+    samples the output layer's rows; everything else keeps its value."""
+    x, y = regression_data
+    net = theanets.Regressor([4, (6, "tanh"), (5, "tanh"), 3])
+    before = {p.name: p.get_value() for p in net.params}
+    [(train, _)] = list(net.itertrain([x, y], algo="sample"))
+    _rows_are_unit_samples(net.find("hid1", "w").get_value().T, x)
+    _rows_are_unit_samples(net.find("out", "w").get_value(), y)
+    for name in ("hid1.b", "hid2.w", "hid2.b", "out.b"):
+        np.testing.assert_array_equal(net.find(*name.split(".")).get_value(), before[name])
+    assert train["loss"] == pytest.approx(net.loss_value(x, y), rel=1e-6)
+    assert train["loss"] > 0
+
+
+def test_sample_trainer_autoencoder_uses_inputs_as_targets(regression_data):
     x = regression_data[0]
-    normed = x / np.linalg.norm(x, axis=1, keepdims=True)
-    for column in w.T:
-        assert np.min(np.abs(normed - column).sum(axis=1)) < 1e-4
+    net = theanets.Autoencoder([4, (6, "tanh"), 4])
+    net.train([x], algo="sample")
+    _rows_are_unit_samples(net.find("hid1", "w").get_value().T, x)
+    _rows_are_unit_samples(net.find("out", "w").get_value(), x)
 
 
 def _count_saves(monkeypatch, net, data, **kwargs):

@@ -326,7 +326,7 @@ class Autoencoder(graph.Network):
         outputs, updates = self.build_graph(regs)
         if name not in outputs:
             raise util.ConfigurationError(f"decode: {name!r} is not an output of this network")
-        key = ("decode", name, self._graph_key(regs))
+        key = self._function_key(("decode", name, self._graph_key(regs)))
         if key not in self._functions:
             code = outputs[name]
             replacement = code.type(name="code")

@@ -466,9 +466,13 @@ class Network:
             self._graphs[key] = (outputs, updates)
         return self._graphs[key]
 
+    @staticmethod
+    def _function_key(key):
+        """``key`` plus the PyTensor mode in force: a function is reused only in its mode."""
+        return (key, str(pytensor.config.mode), pytensor.config.linker)
+
     def _compile(self, key, inputs, outputs, updates=()):
-        # compiled under the PyTensor mode in force now, and reused only under it
-        key = (key, str(pytensor.config.mode), pytensor.config.linker)
+        key = self._function_key(key)
         if key not in self._functions:
             self._functions[key] = pytensor.function(
                 inputs, outputs, updates=list(updates), on_unused_input="ignore"
@@ -799,11 +803,12 @@ class Network:
         float
         """
         arrays = self._data_arrays(data)
-        expr = self.loss(**kwargs)
         regs = self._regularizers(kwargs, "loss_value()")
-        updates = self.build_graph(regs)[1]
         key = ("loss", self._graph_key(regs))
-        fn = self._compile(key, self.variables, expr, updates)
+        fn = self._functions.get(self._function_key(key))
+        if fn is None:  # build the symbolic loss only once
+            updates = self.build_graph(regs)[1]
+            fn = self._compile(key, self.variables, self.loss(**kwargs), updates)
         return float(fn(*arrays))
 
     def _data_arrays(self, data, what="data"):

@@ -269,12 +269,20 @@ class UnsupervisedPretrainer(_StagedTrainer):
 
 
 class SampleTrainer:
-    """Set feed-forward weights from samples of the data (``algo='sample'``).
+    """Set weights from samples of the data (``algo='sample'``), as upstream did.
 
-    Each feed-forward layer with one input gets, as the columns of its
-    weight matrix, randomly chosen examples of its input (computed through the
-    layers before it), each scaled to unit length. Biases are left alone.
-    Yields one pair of monitors evaluated after sampling.
+    In one pass, without gradient steps:
+
+    1. each weight matrix of the output layer whose columns match the
+       targets' size gets, as its rows, randomly chosen target examples, each
+       scaled to unit length (for an autoencoder the targets are the inputs);
+    2. the first weight matrix whose rows match the inputs' size gets, as its
+       columns, randomly chosen input examples, each scaled to unit length.
+
+    Other weights and every bias keep their values. Integer class labels are
+    not vectors, so a classifier's output layer is left alone. Sequence data
+    contribute every time step as an example. Yields one pair of monitors with
+    the real loss after sampling (upstream reported 0).
 
     Parameters
     ----------
@@ -287,33 +295,43 @@ class SampleTrainer:
     def itertrain(self, train, valid=None, **kwargs):
         """Sample the weights, then yield the monitors once."""
         net = self.network
+        rng = kwargs.get("rng")
         rng = util.resolve_rng(
-            kwargs.get("rng", None)
-            if isinstance(kwargs.get("rng"), (numbers.Integral, np.random.RandomState))
-            else net.rng
+            rng if isinstance(rng, (numbers.Integral, np.random.RandomState)) else net.rng
         )
         data = _as_data(net, train, "training")
         if not isinstance(data, list):
             raise util.ConfigurationError("algo='sample' needs the training data as arrays")
-        n_inputs = len(net.inputs)
-        x = data[0] if n_inputs == 1 else data[:n_inputs]
-        values = net.feed_forward(x)
-        for layer in net.layers:
-            if not isinstance(layer, _layers.Feedforward) or len(layer.inputs) != 1:
-                continue
-            source = np.asarray(values[layer.input_name])
-            source = source.reshape(-1, source.shape[-1])
-            rows = rng.choice(len(source), size=layer.size, replace=len(source) < layer.size)
-            samples = source[rows].T
-            norms = np.linalg.norm(samples, axis=0, keepdims=True)
-            samples = samples / np.where(norms > 0, norms, 1)
-            weight = layer.find("w")
-            weight.set_value(samples.astype(weight.dtype))
-            values = net.feed_forward(x)
+        inputs = _examples(data[0])
+        targets = _examples(data[len(net.inputs)]) if len(data) > len(net.inputs) else inputs
+        if targets.dtype.kind == "f":
+            for param in net.layers[-1].params:
+                shape = param.get_value(borrow=True).shape
+                if len(shape) == 2 and shape[1] == targets.shape[1]:
+                    param.set_value(_unit_samples(targets, shape[0], rng).astype(param.dtype))
+        for param in (p for layer in net.layers for p in layer.params):
+            shape = param.get_value(borrow=True).shape
+            if len(shape) == 2 and shape[0] == inputs.shape[1]:
+                param.set_value(_unit_samples(inputs, shape[1], rng).T.astype(param.dtype))
+                break
         loss = net.loss_value(*data)
         monitors = {"loss": loss}
         util.log("sample 1 loss={:.6f}", loss)
         yield monitors, dict(monitors)
+
+
+def _examples(array):
+    """View data as (examples, features): time steps of sequences count as examples."""
+    array = np.asarray(array.toarray() if scipy.sparse.issparse(array) else array)
+    return array.reshape(-1, array.shape[-1]) if array.ndim > 1 else array
+
+
+def _unit_samples(examples, count, rng):
+    """Draw ``count`` examples (rows), each scaled to unit length."""
+    rows = rng.choice(len(examples), size=count, replace=len(examples) < count)
+    chosen = examples[rows].astype(np.float64)
+    norms = np.linalg.norm(chosen, axis=1, keepdims=True)
+    return chosen / np.where(norms > 0, norms, 1)
 
 
 def build_trainer(algo, network, subalgo="rmsprop"):

@@ -639,6 +639,7 @@ class Input(Layer):
             self.kwargs["sparse"] = sparse
         self.sparse = "csr" if sparse is True else sparse
         self.ndim = len(shape) + 1
+        self._output_shape = tuple(shape)
         self.variable = self._make_variable()
 
     def _make_variable(self):

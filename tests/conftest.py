@@ -23,7 +23,6 @@ import pytest  # noqa: E402
 
 import theanets  # noqa: E402, F401
 
-
 #: PyTensor's own default for ``config.mode``: ``Mode`` compiles with
 #: ``config.linker`` ('auto', which is Numba in PyTensor 3) and
 #: ``config.optimizer``, exactly what a user gets without any flags.

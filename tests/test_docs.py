@@ -289,7 +289,11 @@ def _section(doc, title):
         if line.strip() == title and set(lines[i + 1].strip()) == {"-"}:
             body = []
             for j in range(i + 2, len(lines)):
-                if j + 1 < len(lines) and lines[j + 1].strip() and set(lines[j + 1].strip()) == {"-"}:
+                if (
+                    j + 1 < len(lines)
+                    and lines[j + 1].strip()
+                    and set(lines[j + 1].strip()) == {"-"}
+                ):
                     break
                 body.append(lines[j])
             return "\n".join(body)
@@ -341,11 +345,13 @@ def test_regularizer_docstring_carries_its_seed(name):
     params = inspect.signature(cls).parameters
     for arg, default in seed.get("defaults", {}).items():
         assert params[arg].default == default, f"{name}({arg}=...) default"
-        assert re.search(rf"^{arg} :", _section(doc, "Parameters"), re.M), f"{name}: {arg} undocumented"
+        assert re.search(rf"^{arg} :", _section(doc, "Parameters"), re.M), (
+            f"{name}: {arg} undocumented"
+        )
 
 
 def test_base_regularizer_docstring_carries_its_seed():
-    """Seed 004: pattern and weight, log/loss/modify_graph, dropout as the graph-rewriting example."""
+    """Seed 004: pattern and weight; log, loss, modify_graph; dropout rewrites the graph."""
     base = regularizers.Regularizer
     params = inspect.signature(base).parameters
     assert [(p, params[p].default) for p in params] == [("pattern", None), ("weight", 0.0)]

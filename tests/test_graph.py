@@ -395,3 +395,18 @@ def test_float32_network_predicts_while_floatx_is_float64():
         net = theanets.Regressor([3, 2])
     with pytensor.config.change_flags(floatX="float64"):
         assert net.predict(np.zeros((2, 3))).dtype == np.float32
+
+
+def test_loss_value_builds_the_symbolic_loss_once(monkeypatch):
+    net = theanets.Regressor([3, (4, "tanh"), 2])
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    y = np.random.default_rng(1).normal(size=(5, 2))
+    calls = []
+    original = net.loss
+    monkeypatch.setattr(net, "loss", lambda **kw: calls.append(kw) or original(**kw))
+    first = net.loss_value(x, y, contractive=0.1)
+    second = net.loss_value(x, y, contractive=0.1)
+    assert first == second
+    assert len(calls) == 1
+    net.loss_value(x, y, contractive=0.2)  # another configuration is a new graph
+    assert len(calls) == 2

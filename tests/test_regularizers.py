@@ -725,3 +725,21 @@ def test_rnn_layer_recurrent_penalties_and_contractive():
                     total += np.sum(((hi - lo) / (2 * eps)) ** 2)
         got = net.loss_value(x, y, contractive=1.0)
         assert got - base == pytest.approx(total / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        R.WeightL2,
+        R.WeightL1,
+        R.HiddenL1,
+        R.Contractive,
+        R.RecurrentNorm,
+        R.RecurrentState,
+        R.BernoulliDropout,
+        R.GaussianNoise,
+    ],
+)
+def test_positional_order_is_pattern_then_weight(cls):
+    reg = cls("hid1:out", 0.25)
+    assert (reg.pattern, reg.weight) == ("hid1:out", 0.25)

@@ -12,7 +12,7 @@ README.md in this folder for the Theano set-up; master needs ``click`` and
 
     git --git-dir=<mirror of lmjohns3/theanets> archive HEAD theanets | tar -x -C /tmp/m8src
     /tmp/m8/bin/pip install Theano==1.0.5 numpy==1.23.5 scipy==1.9.3 click downhill==0.4.0
-    THEANO_FLAGS=blas.ldflags=,floatX=float32,cxx= PYTHONPATH=/tmp/m8src \\
+    THEANO_FLAGS=blas.ldflags=,floatX=float32,cxx=,traceback.limit=0 PYTHONPATH=/tmp/m8src \\
         /tmp/m8/bin/python scripts/upstream/make_legacy_08_models.py
 
 For each model it writes into ``tests/fixtures/legacy-0.8/``:
@@ -39,6 +39,7 @@ import os
 import numpy as np
 import scipy.sparse
 import theanets
+import theanets.convolution
 import theanets.recurrent
 
 # downhill 0.4.0 still uses collections.Callable (removed in Python 3.10).
@@ -148,7 +149,7 @@ MODELS = {
     ),
     "mut1_scrn": (
         "theanets.recurrent.Regressor([4, (5, 'mut1'), "
-        "dict(size=4, form='scrn', activation='tanh'), 2], rng=21)",
+        "dict(size=4, form='scrn', activation='sigmoid'), 2], rng=21)",
         "regression",
         (None, 4),
     ),
@@ -163,11 +164,24 @@ MODELS = {
         "regression_conv1",
         (None, 4),
     ),
-    "backward_bidirectional": (
+    "backward_rnn": (
         "theanets.recurrent.Regressor([4, dict(size=5, form='rnn', direction='back', "
-        "activation='tanh'), dict(size=6, form='bidirectional', worker='lstm'), 2], rng=21)",
+        "activation='tanh'), 2], rng=21)",
         "regression",
         (None, 4),
+    ),
+    "bidirectional": (
+        "theanets.recurrent.Regressor([4, dict(size=6, form='bidirectional', worker='lstm'), "
+        "2], rng=21)",
+        "regression",
+        (None, 4),
+    ),
+    "conv2_classifier": (
+        "theanets.convolution.Classifier([dict(shape=(4, 4, 2)), "
+        "dict(form='conv2', size=2, filter_size=(2, 2), border_mode='full'), "
+        "dict(form='flatten'), 3], rng=21)",
+        "classification",
+        (4, 4, 2),
     ),
     "bcrnn": (
         "theanets.recurrent.Regressor([4, dict(size=4, form='bcrnn', num_modules=2), 2], rng=21)",
@@ -255,9 +269,11 @@ def main():
                 arrays["X"] = X
                 X = scipy.sparse.csr_matrix(X)
             arrays["predict"] = np.asarray(net.predict(X))
-            if isinstance(net, (theanets.Classifier, theanets.recurrent.Classifier)):
+            if isinstance(net, theanets.Classifier):
                 arrays["proba"] = np.asarray(net.predict_proba(X))
             for name, value in net.feed_forward(X).items():
+                if scipy.sparse.issparse(value):
+                    value = value.toarray()
                 arrays[name] = np.asarray(value)
             for param in net.params:
                 arrays[param.name] = param.get_value()

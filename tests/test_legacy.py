@@ -1,21 +1,27 @@
 """Reading model files saved by Theano-era theanets (theanets.legacy).
 
 The fixtures in ``fixtures/legacy`` were saved by theanets 0.7.3 under Theano
-(see ``scripts/upstream/make_legacy_models.py``). Other old files are made
+(see ``scripts/upstream/make_legacy_models.py``), those in
+``fixtures/legacy-0.8`` by the 0.8 development line (see the README.md
+there); both record what the old code predicted. Other old files are made
 here: the fixtures' contents are written out again the way Python 2 pickled
-them, and small models are assembled from stand-ins and checked against
-NumPy versions of the old formulas.
+them, or changed, and small models are assembled from stand-ins and checked
+against NumPy versions of the old formulas.
 """
 
 import copyreg
+import functools
 import gzip
+import importlib
 import io
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 import theanets
 import theanets.recurrent
@@ -534,9 +540,9 @@ def test_unconvertible_activation_is_a_clear_error():
         theanets.Network.load(io.BytesIO(_py2_dumps(tree, 2)))
 
 
-def test_development_version_layout():
-    # theanets 0.8 (never released) kept inputs as a tuple of names and the
-    # activation name in the layer's kwargs
+def test_tuple_inputs_and_activation_in_kwargs():
+    # a 0.7-style layer (size, inputs as attributes) whose inputs are a tuple
+    # of names and whose activation name is among its kwargs
     tree = _fixture_tree("regressor")
     for layer in tree.legacy_state[0][1:]:
         state = layer.legacy_state
@@ -603,3 +609,252 @@ def test_conv1_filters():
     # Theano's conv2d is a true convolution: the filter runs reversed in time
     want = sum(np.einsum("btc,fc->btf", x[:, j : j + 4], w[:, :, 1 - j]) for j in range(2)) + b
     np.testing.assert_allclose(net.predict(x), want, atol=1e-5)
+
+
+# ----------------------------------------------------------------------
+# files saved by the 0.8 development line (upstream master)
+#
+# ``fixtures/legacy-0.8`` holds the files described in its README.md: each
+# ``<model>.json`` lists the files saved from one model and its layers; the
+# ``<model>.npz`` beside it records what the old code computed.
+
+HERE_08 = Path(__file__).parent / "fixtures" / "legacy-0.8"
+MANIFESTS_08 = {path.stem: json.loads(path.read_text()) for path in sorted(HERE_08.glob("*.json"))}
+FILES_08 = [
+    (model, name)
+    for model, info in MANIFESTS_08.items()
+    for name in sorted(info["files"])
+    if not name.endswith(".npz") and (HERE_08 / f"{model}.npz").exists()
+]
+
+#: Outputs that the 0.8 code returned in (time, batch, ...) order, unlike
+#: every other output (and unlike this package).
+TIME_MAJOR_08 = {"rrnn_rates": {"hid1:rate"}, "mrnn_clockwork": {"hid1:factors"}}
+#: Models that compute something else on purpose; each has its own test.
+REVERSED_08 = {"backward_rnn", "bidirectional"}
+#: Clockwork units come in another order here; see test_08_clockwork_units_reordered.
+REORDERED_08 = {"mrnn_clockwork": {"hid2:out", "hid2:pre", "hid2.hh", "hid2.xh", "hid2.b", "out.w"}}
+
+
+def _arrays_08(model):
+    with np.load(HERE_08 / f"{model}.npz") as archive:
+        return dict(archive)
+
+
+def _input_08(model, arrays):
+    x = arrays["X"]
+    return scipy.sparse.csr_matrix(x) if model == "sparse_input" else x
+
+
+@functools.cache
+def _load_08(name):
+    """Load a 0.8 fixture once for the module (tests must not change it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # backward layers; tested below
+        return theanets.Network.load(HERE_08 / name)
+
+
+def _params_08(model):
+    return [p for layer in MANIFESTS_08[model]["layers"] for p in layer["params"]]
+
+
+def _tree_08(name):
+    data = (HERE_08 / name).read_bytes()
+    return legacy.legacy_loads(gzip.decompress(data) if name.endswith(".gz") else data)
+
+
+def test_08_fixtures_are_all_there():
+    # the four models recorded with the shared files, in every saved form
+    assert {"regressor.pkl", "regressor.pkl.gz", "regressor.p2.pkl"} <= {f for _, f in FILES_08}
+    assert {"classifier", "autoencoder_tied", "gru_regressor"} <= {m for m, _ in FILES_08}
+    assert len(FILES_08) >= 20
+
+
+@pytest.mark.parametrize("model, name", FILES_08)
+def test_08_file_loads_with_its_layers_params_and_losses(model, name):
+    info = MANIFESTS_08[model]
+    net = _load_08(name)
+    module, _, cls = info["model_class"].rpartition(".")
+    assert type(net) is getattr(importlib.import_module(module), cls)
+    assert [layer.name for layer in net.layers] == [layer["name"] for layer in info["layers"]]
+    names = [p.name for p in net.params]
+    if model in REORDERED_08:  # this package draws a clockwork's hh before its xh
+        assert sorted(names) == sorted(_params_08(model))
+    else:
+        assert names == _params_08(model)
+    assert [type(loss).__name__ for loss in net.losses] == info["loss"]
+    assert net.rng == 21  # every layer was given the network's seed
+    for saved in info["layers"]:
+        layer = net.find_layer(saved["name"])
+        if saved["partner"] is not None:
+            assert layer.partner.name == saved["partner"]
+        form = type(layer).__name__.lower()
+        if form not in ("input", "concatenate", "product", "flatten", "scrn"):
+            assert layer.activation == saved["activation"]
+
+
+@pytest.mark.parametrize("model, name", FILES_08)
+def test_08_file_has_the_recorded_values(model, name):
+    net = _load_08(name)
+    arrays = _arrays_08(model)
+    skip = REORDERED_08.get(model, set())
+    for param in net.params:
+        if param.name not in skip:
+            np.testing.assert_array_equal(param.get_value(), arrays[param.name], err_msg=param.name)
+
+
+@pytest.mark.parametrize("model, name", [f for f in FILES_08 if f[0] not in REVERSED_08])
+def test_08_file_reproduces_recorded_outputs(model, name):
+    net = _load_08(name)
+    arrays = _arrays_08(model)
+    x = _input_08(model, arrays)
+    np.testing.assert_allclose(net.predict(x), arrays["predict"], rtol=0, atol=1e-5)
+    if "proba" in arrays:
+        np.testing.assert_allclose(net.predict_proba(x), arrays["proba"], rtol=0, atol=1e-5)
+    outputs = net.feed_forward(x)
+    recorded = [k for k in arrays if ":" in k and k not in _params_08(model)]
+    assert len(recorded) >= 3
+    for key in recorded:
+        if key in REORDERED_08.get(model, ()):
+            continue
+        want = arrays[key]
+        if key in TIME_MAJOR_08.get(model, ()):
+            want = want.swapaxes(0, 1)
+        got = outputs[key]
+        got = got.toarray() if scipy.sparse.issparse(got) else got
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=key)
+
+
+def test_08_learnable_activation_values_are_used_as_saved():
+    # 0.8 already applied exp() to leak and gain, as this package does
+    net = _load_08("ff_learnable_acts.pkl")
+    arrays = _arrays_08("ff_learnable_acts")
+    z = arrays["X"].astype("f8") @ arrays["hid1.w"] + arrays["hid1.b"]
+    relu, neg = np.maximum(z, 0), np.minimum(z, 0)
+    want = np.exp(arrays["hid1.gain"]) * relu + np.exp(arrays["hid1.leak"]) * neg
+    np.testing.assert_allclose(net.feed_forward(arrays["X"])["hid1:out"], want, atol=1e-5)
+    assert [p.name for p in net.find_layer("hid3").params][2:] == ["hid3.slope", "hid3.intercept"]
+
+
+def test_08_backward_layer_is_aligned_with_its_input():
+    arrays = _arrays_08("backward_rnn")
+    with pytest.warns(UserWarning, match="reversed time order"):
+        net = theanets.Network.load(HERE_08 / "backward_rnn.pkl")
+    assert net.find_layer("hid1").backwards
+    outputs = net.feed_forward(arrays["X"])
+    # 0.8 gave the state after reading steps T-1 .. T-1-t at position t
+    for key in ("hid1:pre", "hid1:out", "out:out"):
+        np.testing.assert_allclose(outputs[key], arrays[key][:, ::-1], atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(net.predict(arrays["X"]), arrays["predict"][:, ::-1], atol=1e-5)
+
+
+def test_08_bidirectional_halves():
+    arrays = _arrays_08("bidirectional")
+    with pytest.warns(UserWarning, match="backward half"):
+        net = theanets.Network.load(HERE_08 / "bidirectional.pkl")
+    layer = net.find_layer("hid1")
+    assert layer.worker == "lstm" and layer.size == 6
+    outputs = net.feed_forward(arrays["X"])
+    for key in ("hid1:fw_out", "hid1:fw_cell"):
+        np.testing.assert_allclose(outputs[key], arrays[key], atol=1e-5, err_msg=key)
+    for key in ("hid1:bw_out", "hid1:bw_cell"):
+        np.testing.assert_allclose(outputs[key], arrays[key][:, ::-1], atol=1e-5, err_msg=key)
+
+
+def test_08_clockwork_units_reordered():
+    # 0.8 sorted the periods (4, 1, 2) fastest first, two units per module;
+    # this package keeps the slowest module first
+    arrays = _arrays_08("mrnn_clockwork")
+    net = _load_08("mrnn_clockwork.pkl")
+    layer = net.find_layer("hid2")
+    assert sorted(layer.periods) == [1, 2, 4]
+    order = [4, 5, 2, 3, 0, 1]  # our unit v is the old unit order[v]
+    outputs = net.feed_forward(arrays["X"])
+    for key in ("hid2:pre", "hid2:out"):
+        np.testing.assert_allclose(outputs[key], arrays[key][..., order], atol=1e-5, err_msg=key)
+    np.testing.assert_array_equal(
+        net.find("hid2", "hh").get_value(), arrays["hid2.hh"][order][:, order]
+    )
+    np.testing.assert_array_equal(net.find("hid2", "xh").get_value(), arrays["hid2.xh"][:, order])
+    np.testing.assert_array_equal(net.find("hid2", "b").get_value(), arrays["hid2.b"][order])
+    np.testing.assert_array_equal(net.find("out", "w").get_value(), arrays["out.w"][order])
+
+
+def test_08_clockwork_read_by_a_loss_is_refused():
+    tree = _tree_08("mrnn_clockwork.pkl")
+    layers, losses = tree.legacy_state
+    del layers[-1]
+    losses[0].legacy_state["output_name"] = "hid2:out"
+    with pytest.raises(ValueError, match="clockwork layer 'hid2'"):
+        theanets.Network.load(io.BytesIO(_py2_dumps(tree, 2)))
+
+
+def test_08_scrn_with_another_activation_is_refused():
+    tree = _tree_08("mut1_scrn.pkl")
+    tree.legacy_state[0][2].legacy_state["kwargs"]["activation"] = "tanh"
+    with pytest.raises(ValueError, match=r"layer 'hid2' .*SCRN.*'tanh'"):
+        theanets.Network.load(io.BytesIO(_py2_dumps(tree, 2)))
+
+
+def test_08_layer_class_without_counterpart_is_named():
+    assert "bcrnn.pkl" in MANIFESTS_08["bcrnn"]["files"]
+    with pytest.raises(ValueError, match=r"'.*bcrnn.pkl'.*layer 'hid1'.*BCRNN") as info:
+        theanets.Network.load(HERE_08 / "bcrnn.pkl")
+    assert "unknown layer class theanets.layers.recurrent.BCRNN" in str(info.value)
+
+
+def test_08_unknown_activation_is_named():
+    tree = _tree_08("regressor.pkl")
+    tree.legacy_state[0][2].legacy_state["kwargs"]["activation"] = "swish"
+    with pytest.raises(ValueError, match=r"layer 'hid2'.*activation 'swish'"):
+        theanets.Network.load(io.BytesIO(_py2_dumps(tree, 2)))
+
+
+def test_08_activation_object_instead_of_a_name():
+    # a layer given an activation object: the name comes from the object
+    tree = _tree_08("regressor.pkl")
+    hid1 = tree.legacy_state[0][1].legacy_state
+    hid1["kwargs"]["activation"] = hid1["activate"]
+    net = theanets.Network.load(io.BytesIO(_py2_dumps(tree, 2)))
+    assert net.find_layer("hid1").activation == "prelu"
+    arrays = _arrays_08("regressor")
+    np.testing.assert_allclose(net.predict(arrays["X"]), arrays["predict"], atol=1e-5)
+
+
+def test_08_malicious_pickle_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    tree = _tree_08("regressor.pkl")
+    command = _Call(_Global("os.system"), (f"touch {marker}",))
+    tree.legacy_state[0][1].legacy_state["kwargs"]["rng"] = command
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(_py2_dumps(tree, 2))
+    assert b"theano.tensor.sharedvar" in path.read_bytes()
+    with pytest.raises(serialization.UnsafePickleError, match="refusing to load os.system"):
+        theanets.Network.load(path)
+    assert not marker.exists()
+
+
+def test_08_model_converts_to_npz(tmp_path):
+    net = _load_08("gru_regressor.pkl")
+    net.save(tmp_path / "gru.npz")
+    again = theanets.Network.load(tmp_path / "gru.npz")
+    arrays = _arrays_08("gru_regressor")
+    np.testing.assert_allclose(again.predict(arrays["X"]), arrays["predict"], atol=1e-5)
+    assert again.rng == 21
+
+
+@pytest.mark.parametrize("protocol", [0, 2])
+def test_08_python2_era_pickles(protocol):
+    # the 0.8 line also ran on Python 2, whose pickles hold str and copy_reg
+    data = _py2_dumps(_tree_08("classifier.pkl"), protocol)
+    net = serialization.loads(data)
+    arrays = _arrays_08("classifier")
+    np.testing.assert_allclose(net.predict_proba(arrays["X"]), arrays["proba"], atol=1e-5)
+
+
+def test_08_losses_keep_their_targets_and_weights():
+    ae = _load_08("ae_untied.pkl")
+    assert ae.losses[0].target is ae.inputs[0]
+    mae = _load_08("ff_weighted_mae.pkl")
+    assert mae.losses[0].weighted and not _load_08("regressor.pkl").losses[0].weighted
+    assert _load_08("lstm_classifier.pkl").losses[0].target.ndim == 2

@@ -619,27 +619,56 @@ def test_custom_subclass_options(data):
 
 
 def test_seed_examples_run():
+    """The keyword forms the seed documents show, each against its formula.
+
+    The target is the clean prediction, so the loss is the regularizer's
+    weighted term alone (for dropout and noise: the error they cause).
+    """
+    acts = ["relu", "relu", "relu", "linear"]
     with pytensor.config.change_flags(**F64):
         net = theanets.Regressor([4, 5, 5, 5, 2])
         x = np.random.default_rng(0).normal(size=(3, 4))
         plain = net.predict(x)
-        for kw in (
-            dict(contractive=0.1),
-            dict(contractive=dict(weight=0.1, pattern="hid3:out", wrt="in")),
-            dict(hidden_l1=0.1),
-            dict(hidden_sparsity=0.1),
-            dict(hidden_sparsity=dict(weight=0.1, pattern="hid3:out")),
-            dict(weight_l2=1e-4),
-            dict(weight_l1=1e-4),
-            dict(input_noise=0.1, hidden_noise=0.1),
-            dict(input_dropout=0.3, hidden_dropout=0.3),
-        ):
+        ref = np_forward(net, x, acts)
+        hidden = [f"hid{i}:out" for i in (1, 2, 3)]
+        ws = [_param(net, n, "w") for n in ("hid1", "hid2", "hid3", "out")]
+        fd = {n: fd_contractive(net, x, acts, n) for n in hidden}
+        expected = {
+            "contractive": 0.1 * np.mean(list(fd.values())),
+            "contractive-hid3": 0.1 * fd["hid3:out"],
+            "hidden_l1": 0.1 * np.mean([np.mean(abs(ref[n])) for n in hidden]),
+            "hidden_sparsity-hid3": 0.1 * np.mean(abs(ref["hid3:out"])),
+            "weight_l2": 1e-4 * np.mean([np.mean(w**2) for w in ws]),
+            "weight_l1": 1e-4 * np.mean([np.mean(abs(w)) for w in ws]),
+        }
+        cases = {
+            "contractive": dict(contractive=0.1),
+            "contractive-hid3": dict(contractive=dict(weight=0.1, pattern="hid3:out", wrt="in")),
+            "hidden_l1": dict(hidden_l1=0.1),
+            "hidden_sparsity": dict(hidden_sparsity=0.1),
+            "hidden_sparsity-hid3": dict(hidden_sparsity=dict(weight=0.1, pattern="hid3:out")),
+            "weight_l2": dict(weight_l2=1e-4),
+            "weight_l1": dict(weight_l1=1e-4),
+            "noise": dict(input_noise=0.1, hidden_noise=0.1),
+            "dropout": dict(input_dropout=0.3, hidden_dropout=0.3),
+        }
+        expected["hidden_sparsity"] = expected["hidden_l1"]
+        for case, kw in cases.items():
             value = net.loss(**kw).eval({net.inputs[0]: x, net.losses[0].variables[0]: plain})
-            assert np.isfinite(value), kw
+            if case in expected:
+                assert value == pytest.approx(expected[case], rel=1e-6), case
+            else:  # the corrupted prediction misses the clean one
+                assert value > 1e-6, case
         np.testing.assert_array_equal(net.predict(x, contractive=0.1), plain)
         np.testing.assert_array_equal(net.predict(x, hidden_sparsity=0.1), plain)
         seq = SequenceNet([4, 5, 5, 5, 2])
-        seq.loss(recurrent_norm=dict(weight=0.1, pattern="hid3:out"))
+        xs = np.random.default_rng(1).normal(size=(2, 4, 4))
+        h = np_forward(seq, xs, acts)["hid3:out"]
+        sq = (h**2).sum(axis=-1)
+        value = seq.loss(recurrent_norm=dict(weight=0.1, pattern="hid3:out")).eval(
+            {seq.inputs[0]: xs, seq.losses[0].variables[0]: seq.predict(xs)}
+        )
+        assert value == pytest.approx(0.1 * np.mean((sq[:, 1:] - sq[:, :-1]) ** 2), rel=1e-10)
 
 
 # ----------------------------------------------------------------------

@@ -956,6 +956,14 @@ class Network:
         Returns
         -------
         :class:`Network`
+
+        Raises
+        ------
+        ValueError
+            If the file is not a readable theanets model, or holds a model
+            that cannot be converted; the message names the file.
+        theanets.serialization.UnsafePickleError
+            If a pickle refers to a global outside the allow-list.
         """
         from . import serialization
 

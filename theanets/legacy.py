@@ -1,8 +1,14 @@
 """Reading model files saved by Theano-era theanets (0.7 and 0.8).
 
-theanets 0.7.0 to 0.7.3 and the 0.8 development versions (which pickled models
-the same way, but kept a layer's inputs as a tuple of names and its activation
-name among its keyword arguments) are understood.
+theanets 0.7.0 to 0.7.3 and the 0.8 development line (upstream master) are
+understood. Both pickled the network object the same way, but their layers
+differ: a 0.7 layer kept ``size``, ``inputs`` and ``activation`` as
+attributes, a 0.8 layer keeps its constructor arguments in a ``kwargs``
+dict, its resolved input and output shapes (without the batch axis) in
+``_input_shapes`` and ``_output_shapes``, and the arguments its class takes
+by name (``partner``, ``h_0``, ``factors``, ``periods``, ``worker``, the
+rate kind, filter sizes, ...) as attributes. Each layer is read by the rules
+of its own version.
 
 Old theanets saved a model by pickling the network object itself: its model
 class (``theanets.feedforward.Regressor``, ...), its layer and loss objects,
@@ -39,8 +45,11 @@ these names, so parameter names match the old model's exactly.
 
 Models
     ``Network``, ``Regressor``, ``Classifier`` and ``Autoencoder`` from
-    ``theanets.feedforward`` / ``theanets.graph``, and the ``Regressor``,
-    ``Classifier`` and ``Autoencoder`` of ``theanets.recurrent``.
+    ``theanets.feedforward`` / ``theanets.graph``, the ``Regressor``,
+    ``Classifier`` and ``Autoencoder`` of ``theanets.recurrent`` and (0.8)
+    the ``Regressor`` and ``Classifier`` of ``theanets.convolution``. The
+    network's seed is the one the old network gave all its layers (13 if
+    they differ).
 Layers
     ``Input``, ``Feedforward``, ``Classifier``, ``Tied``, ``Concatenate``,
     ``Product``, ``Flatten``, ``Reshape``, ``Conv1``, and the recurrent
@@ -52,15 +61,22 @@ Layers
     part (``xh``, ``xs``); they are joined into the ``w`` and ``b`` of this
     package's layers. ``Conv1`` filters, saved as ``(filters, channels, 1,
     k)``, are reshaped where this package's filters lack the singleton axis.
-    Any other class raises :class:`ValueError`.
+    From 0.8 also ``Conv2``, ``Pool1`` and ``Pool2``; 0.8's ``GRU`` and
+    ``SCRN`` already had this package's layout. Any other class (such as
+    0.8's ``BCRNN``) raises :class:`ValueError` naming it.
 Activations
     The old module-level functions (``_relu``, ``_identity``, ``_softmax``,
     ``_trel``, ``_rect``, ``_norm_*``), Theano's ``tanh``, ``sigmoid`` and
     ``softplus`` ops, and the learnable ``Prelu``, ``LGrelu`` and ``Maxout``.
-    The old ``prelu`` and ``lgrelu`` used their ``leak`` and ``gain`` values
+    0.7's ``prelu`` and ``lgrelu`` used their ``leak`` and ``gain`` values
     as they are, this package uses their exponentials: the loaded parameters
     are the logarithms of the saved ones (a saved value <= 0 cannot be
-    converted and raises :class:`ValueError`).
+    converted and raises :class:`ValueError`). A 0.8 layer names its
+    activation in ``kwargs`` (any name this package knows, compositions such
+    as ``'relu+norm:z'`` and ``'maxout:K'`` included; an activation object
+    is read from the layer's ``activate``), and its learnable parameters
+    (``leak``, ``gain``, ``slope``, ``intercept``) are used as saved, as 0.8
+    already took exponentials.
 Losses
     Every loss class of the old package (``MeanSquaredError``,
     ``CrossEntropy``, ...) with its weight, output name, target (a new
@@ -70,11 +86,25 @@ Values on a GPU
     Arrays saved from a GPU (an unpickler call such as
     ``CudaNdarray_unpickler(array)``) are read from the array they wrap.
 
-**Differences.** theanets 0.7 left the outputs of a layer running backwards in
-time (``direction='back'``, and the backward half of ``Bidirectional``) in
-reversed time order; this package aligns them with the input. Such layers
-load with the same parameters but compute aligned outputs, and a
-:class:`UserWarning` says so.
+**Differences.** theanets 0.7 and 0.8 left the outputs of a layer running
+backwards in time (``direction='back'``, and the backward half of
+``Bidirectional``) in reversed time order; this package aligns them with the
+input. Such layers load with the same parameters but compute aligned
+outputs, and a :class:`UserWarning` says so. Two 0.8 layers need more:
+
+``Clockwork``
+    0.8 kept the modules fastest first, this package keeps them slowest
+    first. The units are reordered -- the layer's parameters and the input
+    weights of the layers that read it -- so the network predicts the same;
+    the layer's own outputs come in the new unit order. A clockwork layer
+    read by a loss or by a layer without input weights cannot be reordered
+    and raises :class:`ValueError`.
+``SCRN``
+    0.8's code applied the layer's activation to the hidden state and
+    none to the output; here the hidden state is logistic and the
+    activation applies to the output. A ``'sigmoid'`` layer converts
+    exactly (with a linear output activation); others raise
+    :class:`ValueError`.
 """
 
 import io
@@ -312,6 +342,8 @@ _MODELS = {
     "theanets.recurrent.Regressor": ("recurrent", "Regressor"),
     "theanets.recurrent.Classifier": ("recurrent", "Classifier"),
     "theanets.recurrent.Autoencoder": ("recurrent", "Autoencoder"),
+    "theanets.convolution.Regressor": ("convolution", "Regressor"),
+    "theanets.convolution.Classifier": ("convolution", "Classifier"),
 }
 
 #: Old layer class name -> registered layer form in this package.
@@ -718,10 +750,21 @@ def _master_recurrent(state, kwargs, form, spec, values, what, is_worker):
     if form == "mrnn":
         spec["factors"] = _int_tuple(state.get("factors"), what, "factors")[0]
     if form == "clockwork":
-        spec["periods"] = list(_int_tuple(state.get("periods"), what, "periods"))
+        spec["periods"] = sorted(_int_tuple(state.get("periods"), what, "periods"))
     if form == "scrn":
-        # the old layer's context had as many units as the layer itself
+        # The old layer's context had as many units as the layer itself. Its
+        # code applied the activation to the hidden state and none to the
+        # output; here the hidden state is logistic and the activation applies
+        # to the output, which is the same only for a logistic old layer.
         spec["context_size"] = spec["size"]
+        if spec["activation"] not in ("sigmoid", "logistic"):
+            raise ValueError(
+                f"{what}: cannot convert an SCRN layer with activation {spec['activation']!r}: "
+                "theanets 0.8 applied it to the hidden state, this package uses a logistic "
+                "hidden state and applies the activation to the output (only 'sigmoid' "
+                "layers compute the same)"
+            )
+        spec["activation"] = "linear"
         rates = values.get("fixed rates")
         if rates is not None and rates.shape != (spec["size"],):
             raise ValueError(
@@ -938,6 +981,89 @@ def _add_loss(network, obj, inputs):
     network.add_loss(short.lower(), **kwargs)
 
 
+#: Parameters of each recurrent form whose rows follow the units of its input.
+_INPUT_WEIGHTS = {
+    "rnn": ("xh",),
+    "rrnn": ("xh", "xr"),
+    "mrnn": ("xh", "xf"),
+    "lstm": ("xh",),
+    "gru": ("w",),
+    "clockwork": ("xh",),
+    "mut1": ("xh", "xr", "xz"),
+    "scrn": ("w",),
+}
+
+
+def _clockwork_order(record, layer):
+    """Unit order mapping a 0.8 Clockwork layer onto ours (None: they agree).
+
+    The 0.8 line kept the modules fastest first; if the loaded layer keeps
+    them slowest first, module ``m`` here is module ``M - 1 - m`` there.
+    """
+    periods = record.spec["periods"]
+    ours = [int(p) for p in layer.periods]
+    if ours == periods:
+        return None
+    if ours != periods[::-1]:
+        raise ValueError(
+            f"layer {layer.name!r}: cannot match the saved clockwork periods {periods} "
+            f"to the loaded layer's {ours}"
+        )
+    k = record.spec["size"] // len(periods)
+    return np.array([m * k + r for m in reversed(range(len(periods))) for r in range(k)])
+
+
+def _align_clockwork(records, network, saved_losses):
+    """Reorder the units of 0.8 Clockwork layers to this package's module order.
+
+    The layer's own parameters are permuted, and so are the input weights of
+    every layer that reads it, so the network computes what the old one did.
+    A Clockwork layer read by anything else (a loss, a structural layer) is
+    refused, as its outputs would come out in another unit order.
+    """
+    flat = [r for record in records for r in (record, *record.workers)]
+    for record in records:
+        if not (record.master and record.spec["form"] == "clockwork"):
+            continue
+        name = record.spec["name"]
+        order = _clockwork_order(record, network.find_layer(name))
+        if order is None:
+            continue
+        for key, value in record.values.items():
+            if key == f"{name}.hh":
+                record.values[key] = value[np.ix_(order, order)]
+            elif key == f"{name}.xh":
+                record.values[key] = value[:, order]
+            else:  # the bias and any activation parameters, one row per unit
+                record.values[key] = value[order]
+        outputs = {f"{name}:out", f"{name}:pre"}
+        readers = [r for r in flat if r is not record and outputs & set(r.spec.get("inputs", ()))]
+        for reader in readers:
+            form, rname, inputs = reader.spec["form"], reader.spec["name"], reader.spec["inputs"]
+            if form in ("feedforward", "classifier"):
+                keys = [f"{rname}.w" if len(inputs) == 1 else f"{rname}.w_{i}" for i in inputs]
+                keys = [key for key, i in zip(keys, inputs) if i in outputs]
+            elif form in _INPUT_WEIGHTS:
+                keys = [f"{rname}.{short}" for short in _INPUT_WEIGHTS[form]]
+            elif form == "bidirectional":
+                continue  # its workers are readers themselves
+            else:
+                raise ValueError(
+                    f"layer {rname!r} ({form}) reads the clockwork layer {name!r}, whose "
+                    "units theanets 0.8 ordered differently; such a network cannot be converted"
+                )
+            for key in keys:
+                reader.values[key] = reader.values[key][order]
+        for loss in saved_losses:
+            state = loss.legacy_state if isinstance(loss, LegacyObject) else None
+            out = state.get("output_name") if isinstance(state, dict) else None
+            if out in outputs or out == name:
+                raise ValueError(
+                    f"a loss reads the clockwork layer {name!r}, whose units theanets 0.8 "
+                    "ordered differently; such a network cannot be converted"
+                )
+
+
 def _saved_seed(records):
     """The integer seed the old network gave its layers, or the default 13."""
     seeds = set()
@@ -988,6 +1114,7 @@ def network_from_legacy(obj):
         records.append(_layer_record(layer, previous, model))
         previous = records[-1].spec["name"]
     network = model(layers=[dict(r.spec) for r in records], loss=None, rng=_saved_seed(records))
+    _align_clockwork(records, network, saved_losses)
     for record, layer in zip(records, network.layers):
         _copy_values(record, layer)
     inputs = [

@@ -23,15 +23,23 @@ theanets object into an inert stand-in that
 
 Files are written atomically: to a temporary file in the same folder, then
 renamed over the destination.
+
+A file that cannot be read as a model -- not a pickle or archive at all,
+cut short, or holding something else -- raises :class:`ValueError` naming
+the file, with the original error as its ``__cause__``. A pickle that asks
+for a global outside the allow-list raises :class:`UnsafePickleError`
+instead.
 """
 
 import gzip
 import importlib
 import io
 import json
+import numbers
 import os
 import pickle
-import tempfile
+import secrets
+import stat
 
 import numpy as np
 
@@ -44,6 +52,7 @@ __all__ = [
     "restore_network",
     "RestrictedUnpickler",
     "LegacyPickleError",
+    "UnsafePickleError",
 ]
 
 FORMAT = "theanets"
@@ -53,6 +62,13 @@ VERSION = 1
 def _loss_spec(loss):
     spec = loss.to_spec()
     return spec
+
+
+def _seed(rng):
+    """The integer seed to record for a network's ``rng`` (None for a RandomState)."""
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        return int(rng)
+    return None
 
 
 def network_state(network):
@@ -66,13 +82,16 @@ def network_state(network):
     -------
     dict
         JSON-friendly spec entries plus a ``params`` dict of NumPy arrays.
+        An integer seed (also a NumPy integer) is kept as ``rng``; a
+        :class:`numpy.random.RandomState` is recorded as None, and the
+        restored network then uses the default seed 13.
     """
     cls = type(network)
     return {
         "format": FORMAT,
         "version": VERSION,
         "class": f"{cls.__module__}.{cls.__qualname__}",
-        "rng": network.rng if isinstance(network.rng, int) else None,
+        "rng": _seed(network.rng),
         "layers": [layer.to_spec() for layer in network.layers],
         "losses": [_loss_spec(loss) for loss in network.losses],
         "params": {p.name: np.array(p.get_value()) for p in network.params},
@@ -100,7 +119,12 @@ def restore_network(network, state):
         raise LegacyPickleError("a network state in the Theano-era (layers, losses) form")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError("not a theanets network state")
-    graph.Network.__init__(network, layers=(), loss=None, rng=state.get("rng") or 13)
+    rng = state.get("rng")
+    if rng is None:
+        rng = 13
+    elif isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
+        raise ValueError(f"the saved rng must be an integer seed or None, got {rng!r}")
+    graph.Network.__init__(network, layers=(), loss=None, rng=int(rng))
     for spec in state["layers"]:
         spec = dict(spec)
         network.add_layer(spec)
@@ -191,10 +215,19 @@ class LegacyPickleError(pickle.UnpicklingError):
     """
 
 
+class UnsafePickleError(pickle.UnpicklingError):
+    """Raised when a pickle refers to a global outside the allow-list.
+
+    :class:`RestrictedUnpickler` (and the Theano-era reader) raise it before
+    anything the global names could run. It is a
+    :class:`pickle.UnpicklingError`, so code catching that keeps working.
+    """
+
+
 def _latin1_encode(text, encoding="latin1"):
     """Stand-in for ``_codecs.encode`` as used by protocol-2 pickles of bytes."""
     if encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
-        raise pickle.UnpicklingError(f"refusing to decode bytes with codec {encoding!r}")
+        raise UnsafePickleError(f"refusing to decode bytes with codec {encoding!r}")
     return text.encode("latin1")
 
 
@@ -235,7 +268,7 @@ def python3_name(module, name):
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that only builds NumPy arrays, containers and theanets networks.
 
-    Any other global a pickle refers to raises :class:`pickle.UnpicklingError`
+    Any other global a pickle refers to raises :class:`UnsafePickleError`
     naming it, so a crafted file cannot run code while it is being loaded. A
     Theano global, or a ``theanets.*`` name that is not one of this
     package's network classes, raises :class:`LegacyPickleError` (a
@@ -248,7 +281,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     extra_globals = {}
 
     def find_class(self, module, name):
-        """Return an allowed global, or raise :class:`pickle.UnpicklingError`."""
+        """Return an allowed global, or raise :class:`UnsafePickleError`."""
         module, name = python3_name(module, name)
         if (module, name) in self.extra_globals:
             return self.extra_globals[(module, name)]
@@ -273,7 +306,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             if isinstance(obj, type) and issubclass(obj, graph.Network):
                 return obj
             raise LegacyPickleError(f"{module}.{name} is not a network class of this theanets")
-        raise pickle.UnpicklingError(
+        raise UnsafePickleError(
             f"refusing to load {module}.{name}: only NumPy arrays, plain containers and "
             "theanets network classes may appear in a theanets model file"
         )
@@ -306,7 +339,14 @@ def _state_to_npz_bytes(state):
 
 def _state_from_npz_bytes(data):
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        if "__spec__" not in archive.files:
+            raise ValueError(
+                f"a NumPy archive without a theanets model spec (it holds "
+                f"{', '.join(archive.files[:5]) or 'nothing'})"
+            )
         state = json.loads(str(archive["__spec__"]))
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ValueError("a NumPy archive whose __spec__ is not a theanets model spec")
         state["params"] = {
             key[len("param/") :]: archive[key] for key in archive.files if key.startswith("param/")
         }
@@ -314,14 +354,27 @@ def _state_from_npz_bytes(data):
 
 
 def _write_atomic(path, data):
+    """Write ``data`` to a new file beside ``path``, then rename it over ``path``.
+
+    The new file gets the permissions of the file it replaces, or those of a
+    newly created file (``0o666`` less the umask).
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    while True:
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}-{os.path.basename(path)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if os.path.exists(path):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -357,7 +410,8 @@ def save(network, target):
     network : :class:`theanets.graph.Network`
     target : str, path-like or file object
         ``*.npz`` is written as an archive; ``*.gz`` is gzipped; anything
-        else is a pickle. A file object receives a pickle.
+        else is a pickle. A file object receives a pickle. A path is written
+        atomically: if saving fails, a file already there is left as it was.
     """
     if hasattr(target, "write"):
         target.write(dumps(network))
@@ -373,40 +427,79 @@ def save(network, target):
     util.log("saved model to {}", name)
 
 
-def loads(data):
-    """Load a network from bytes in any supported format.
-
-    Parameters
-    ----------
-    data : bytes
-
-    Returns
-    -------
-    :class:`theanets.graph.Network`
-    """
+def _parse(data):
+    """Read model-file bytes into ``(kind, object)`` without building a network."""
+    if not data:
+        raise ValueError("the file is empty")
     if _is_gzip(data):
         data = gzip.decompress(data)
     if _is_npz(data):
-        return network_from_state(_state_from_npz_bytes(data))
+        return "npz", _state_from_npz_bytes(data)
     try:
         obj = _restricted_loads(data)
     except LegacyPickleError:
         from . import legacy
 
-        return legacy.network_from_legacy(legacy.legacy_loads(data))
-    return _network_from_loaded(obj)
+        return "legacy", legacy.legacy_loads(data)
+    from . import graph, legacy
+
+    is_state = isinstance(obj, dict) and obj.get("format") == FORMAT
+    if not (is_state or isinstance(obj, (graph.Network, legacy.LegacyObject))):
+        raise ValueError(f"the pickle holds a {type(obj).__name__}, not a theanets model")
+    return "pickle", obj
 
 
-def _network_from_loaded(obj):
-    from . import graph
+def _network_from_parsed(kind, obj):
+    from . import graph, legacy
 
     if isinstance(obj, graph.Network):
         return obj
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+    if kind == "npz" or isinstance(obj, dict):
         return network_from_state(obj)
-    from . import legacy
-
     return legacy.network_from_legacy(obj)
+
+
+def _describe(err):
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def loads(data, name=None):
+    """Load a network from bytes in any supported format.
+
+    Parameters
+    ----------
+    data : bytes
+    name : str or path-like, optional
+        Where the data came from, for error messages.
+
+    Returns
+    -------
+    :class:`theanets.graph.Network`
+
+    Raises
+    ------
+    UnsafePickleError
+        If a pickle refers to a global outside the allow-list.
+    ValueError
+        If the data are not a readable theanets model (the reason is the
+        exception's ``__cause__``), or hold a model that cannot be converted
+        (a :class:`~theanets.util.ConfigurationError` stays one).
+    """
+    where = "the data" if name is None else repr(os.fsdecode(name))
+    try:
+        kind, obj = _parse(data)
+    except UnsafePickleError:
+        raise
+    except Exception as err:
+        raise ValueError(
+            f"{where} is not a readable theanets model file ({_describe(err)})"
+        ) from err
+    try:
+        return _network_from_parsed(kind, obj)
+    except Exception as err:
+        cls = util.ConfigurationError if isinstance(err, util.ConfigurationError) else ValueError
+        raise cls(f"cannot load the model in {where}: {_describe(err)}") from err
 
 
 def load(source):
@@ -422,17 +515,24 @@ def load(source):
 
     Raises
     ------
-    pickle.UnpicklingError
+    FileNotFoundError, OSError
+        If the file cannot be opened.
+    UnsafePickleError
         If a pickle refers to anything but arrays, containers and theanets
-        classes.
+        classes (nothing it names has run).
     ValueError
-        If the file is not a theanets model.
+        If the file is not a readable theanets model, or its model cannot be
+        converted; the message names the file and the original error is the
+        ``__cause__``.
     """
     if hasattr(source, "read"):
         data = source.read()
+        name = getattr(source, "name", None)
+        name = name if isinstance(name, (str, bytes, os.PathLike)) else None
     else:
-        with open(os.fspath(source), "rb") as handle:
+        name = os.fspath(source)
+        with open(name, "rb") as handle:
             data = handle.read()
-    network = loads(data)
+    network = loads(data, name)
     util.log("loaded model {!r}", network)
     return network

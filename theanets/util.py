@@ -147,7 +147,7 @@ def log(msg, *args, level=logging.INFO, **kwargs):
     Examples
     --------
     >>> import theanets
-    >>> theanets.log('{} layers, {name}', 3, name='net')  # doctest: +SKIP
+    >>> theanets.log('{} layers, {name}', 3, name='net')  # prints the time  # doctest: +SKIP
     20250131 142501 theanets 3 layers, net
     """
     if not log_enabled(level):

@@ -251,9 +251,7 @@ def main():
         if kind is not None:
             data = _data(kind, net, shape, rs)
             for trained, _ in enumerate(
-                net.itertrain(
-                    data, algo="sgd", learning_rate=0.01, momentum=0.5, batch_size=16
-                ),
+                net.itertrain(data, algo="sgd", learning_rate=0.01, momentum=0.5, batch_size=16),
                 start=1,
             ):
                 if trained >= 3:

@@ -525,7 +525,7 @@ class Layer(util.Registrar):
         --------
         >>> layer = Layer.build('feedforward', size=3, inputs='in', name='l')
         >>> layer.to_spec()
-        {'size': 3, 'inputs': 'in', 'activation': 'relu', 'form': 'feedforward', 'name': 'l'}
+        {'size': 3, 'inputs': 'in', 'form': 'feedforward', 'name': 'l', 'activation': 'relu'}
         """
         spec = dict(self.kwargs)
         activation = spec.get("activation", "relu")

@@ -824,7 +824,7 @@ class Conv2(Convolution):
     >>> net = theanets.convolution.Classifier(
     ...     [(8, 8, 1), dict(form='conv2', size=4, filter_size=3), 'flatten', 10])
     >>> net.layers[1].output_shape, net.layers[2].output_shape
-    ((None, 6, 6, 4), (None, 144))
+    ((6, 6, 4), (144,))
     """
 
     SPATIAL_NDIM = 2
@@ -1006,7 +1006,7 @@ class Pool2(Pooling):
     >>> net = theanets.convolution.Regressor(
     ...     [(6, 6, 2), dict(form='pool2', pool_size=2), 'flatten', 1])
     >>> net.layers[1].output_shape
-    (None, 3, 3, 2)
+    (3, 3, 2)
     """
 
     SPATIAL_NDIM = 2

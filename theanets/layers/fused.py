@@ -2,12 +2,11 @@
 
 A :func:`pytensor.scan` loop pays an interpreter round trip for every op of
 every time step, forward and backward. The operations here run the entire
-time loop of the common cells in one call instead. Each step is one BLAS
-matrix product (:func:`numpy.matmul` into a preallocated buffer), NumPy's
-SIMD-vectorised ``tanh`` (sigmoids are computed as
-:math:`\\sigma(z) = (1 + \\tanh(z/2))/2`), and small Numba kernels that fuse
-the remaining arithmetic of the step into one pass. The weight gradients
-are a few large matrix products over all time steps.
+time loop of the common cells in one compiled Numba function instead: each
+step is one BLAS matrix product for all gates (called directly from the
+compiled loop, on the OpenBLAS that SciPy ships) and a few vectorised passes
+over the ``(batch, size)`` block for the rest of the cell's arithmetic. The
+weight gradients are a few large matrix products over all time steps.
 
 Each cell has a forward :class:`~pytensor.graph.op.Op` and a backward one.
 The forward op's :meth:`pullback` returns the backward op's outputs, so
@@ -16,10 +15,24 @@ regularizers, optimizers, gradient clipping and ``bptt_limit`` work
 unchanged. The backward ops themselves are not differentiable (no second
 derivatives).
 
-The per-step matrix products are small (batch x size x k size); when
-:mod:`threadpoolctl` is installed they run on one BLAS thread, which is
-faster than splitting them and avoids pathological slow-downs of spinning
-BLAS threads on busy machines.
+PyTensor's Numba backend (its default) compiles the ops into the graph's own
+Numba function (see :func:`_register_numba`); other backends call the same
+compiled loops from :meth:`perform`.
+
+**Arithmetic.** In float64 the loops use the C library's ``exp`` and
+``tanh``. In float32 they use :func:`_exp32`, a vectorisable ``exp``
+(Cody-Waite range reduction and a degree-6 polynomial, as in the Cephes
+library), from which :math:`\\sigma(z) = 1 / (1 + e^{-z})` and
+:math:`\\tanh` follow; all three are within about two units in the last
+place of the exactly rounded value, about as close as NumPy's own float32
+``tanh``.
+
+**Threads.** The per-step products are small (``batch x size x k size``
+multiply-adds). Split over several BLAS threads they gain little and lose a
+lot as soon as another process wants a core, so while a loop runs it asks
+OpenBLAS for one thread when a step's product is below
+:data:`SINGLE_THREAD_MACS` multiply-adds, and restores the previous setting
+afterwards; the large weight-gradient products use every thread.
 
 The scan implementations in :mod:`theanets.layers.recurrent` remain the
 reference; the tests compare both. Inputs here are time-major: ``xw`` is the
@@ -27,12 +40,16 @@ projected input ``x W + b`` of shape ``(time, batch, k * size)``; backward
 layers pass it reversed in time.
 """
 
-import contextlib
-import warnings
+import ctypes
+import math
 
 import numba
 import numpy as np
 import pytensor.tensor as pt
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
@@ -40,9 +57,20 @@ from pytensor.graph.op import Op
 __all__ = ["supports", "rnn", "lstm", "gru"]
 
 
-#: Activations the fused RNN and GRU loops implement, with their derivatives
-#: written in terms of the pre-activation ``z`` and the output ``y``.
+#: Activations the fused RNN and GRU loops implement.
 _ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "logistic")
+
+#: Activation codes for the compiled loops.
+_CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "logistic": 3}
+
+#: A step whose matrix product has fewer multiply-adds than this runs it on
+#: one BLAS thread (see the module notes). 64 x 128 x 512 (the LSTM of the
+#: benchmarks) is below it; batches of several thousand are above.
+SINGLE_THREAD_MACS = 1 << 26
+
+#: Bumped whenever the compiled code changes, so PyTensor's Numba cache
+#: does not reuse graphs compiled with an older version.
+_NUMBA_VERSION = 2
 
 
 def _activation_name(layer):
@@ -76,750 +104,634 @@ def supports(layer):
 
 
 # ----------------------------------------------------------------------
-# elementwise helpers (in place where possible)
+# BLAS from compiled code
+#
+# Numba's own helper ``numba_xxgemm`` (the one behind ``np.dot`` in
+# compiled code) calls the Fortran ``?gemm`` of ``scipy.linalg.cython_blas``.
+# Calling it directly lets a loop multiply strided blocks in place and
+# accumulate (``beta = 1``) without temporary copies.
 
 
-def _sigmoid(z, out):
-    """out = 1 / (1 + exp(-z)), computed as (1 + tanh(z / 2)) / 2.
+def _gemm_function(dtype):
+    ptr = types.CPointer(dtype)
+    signature = types.intc(
+        types.char,  # kind: s or d
+        types.char,  # transa
+        types.char,  # transb
+        types.intp,  # m
+        types.intp,  # n
+        types.intp,  # k
+        ptr,  # alpha
+        ptr,  # a
+        types.intp,  # lda
+        ptr,  # b
+        types.intp,  # ldb
+        ptr,  # beta
+        ptr,  # c
+        types.intp,  # ldc
+    )
+    return types.ExternalFunction("numba_xxgemm", signature)
 
-    NumPy's ``tanh`` is vectorised (SIMD) while ``scipy.special.expit`` is
-    not; on (64, 128) blocks this form is several times faster, and it
-    cannot overflow. ``out`` may be ``z``.
+
+_XXGEMM = {types.float32: (_gemm_function(types.float32), ord("s"))}
+_XXGEMM[types.float64] = (_gemm_function(types.float64), ord("d"))
+
+
+def _gemm(a, b, c, trans_a, trans_b, beta):  # pragma: no cover - replaced when compiled
+    """c = op(a) op(b) + beta c for row-major blocks with unit column stride."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_gemm)
+def _gemm_impl(a, b, c, trans_a, trans_b, beta):
+    if c.dtype not in _XXGEMM:
+        return None
+    gemm, kind = _XXGEMM[c.dtype]
+    trans, keep = ord("t"), ord("n")
+
+    def impl(a, b, c, trans_a, trans_b, beta):  # pragma: no cover - compiled
+        rows, cols = c.shape
+        inner = a.shape[0] if trans_a else a.shape[1]
+        if rows == 0 or cols == 0:
+            return
+        scalars = np.empty(2, dtype=c.dtype)
+        scalars[0] = 1
+        scalars[1] = beta
+        size = c.itemsize
+        # row-major c = op(a) op(b) is column-major c^T = op(b)^T op(a)^T
+        status = gemm(
+            np.int8(kind),
+            np.int8(trans if trans_b else keep),
+            np.int8(trans if trans_a else keep),
+            cols,
+            rows,
+            inner,
+            scalars[:1].ctypes,
+            b.ctypes,
+            b.strides[0] // size,
+            a.ctypes,
+            a.strides[0] // size,
+            scalars[1:].ctypes,
+            c.ctypes,
+            c.strides[0] // size,
+        )
+        if status != 0:
+            raise RuntimeError("BLAS gemm failed")
+
+    return impl
+
+
+def _thread_functions():
+    """OpenBLAS's get/set-thread-count functions behind ``scipy.linalg.cython_blas``.
+
+    Returns
+    -------
+    (get, set) ctypes functions, or None when SciPy's BLAS is not an
+    OpenBLAS that exports them.
     """
-    np.multiply(z, 0.5, out=out)
-    np.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-    return out
+    try:
+        import scipy.linalg.cython_blas as cython_blas
+
+        # dlsym on this handle also searches the libraries it links to
+        library = ctypes.CDLL(cython_blas.__file__)
+    except (ImportError, OSError):  # pragma: no cover - unusual SciPy builds
+        return None
+    for prefix in ("scipy_", ""):
+        for suffix in ("", "64_"):
+            try:
+                get = getattr(library, f"{prefix}openblas_get_num_threads{suffix}")
+                put = getattr(library, f"{prefix}openblas_set_num_threads{suffix}")
+            except AttributeError:
+                continue
+            get.restype, get.argtypes = ctypes.c_int, []
+            put.restype, put.argtypes = None, [ctypes.c_int]
+            return get, put
+    return None  # pragma: no cover - another BLAS
 
 
-def _apply(name, z, out):
-    """out = f(z)."""
-    if name == "linear":
-        np.copyto(out, z)
-    elif name == "relu":
-        np.maximum(z, 0, out=out)
-    elif name == "tanh":
-        np.tanh(z, out=out)
-    else:
-        _sigmoid(z, out)
-    return out
+def _no_threads():  # pragma: no cover - another BLAS
+    return 0
+
+
+def _ignore(count):  # pragma: no cover - another BLAS
+    pass
+
+
+# Compiled code refers to these two functions by name; the addresses are
+# bound here, in every process, before any cached code is loaded. Without
+# an OpenBLAS the names point at Python callbacks that report 0 threads (so
+# the loops never change anything).
+_FUNCTIONS = _thread_functions()
+if _FUNCTIONS is None:  # pragma: no cover - another BLAS
+    _FUNCTIONS = (
+        ctypes.CFUNCTYPE(ctypes.c_int)(_no_threads),
+        ctypes.CFUNCTYPE(None, ctypes.c_int)(_ignore),
+    )
+llvm.add_symbol("theanets_blas_get_threads", ctypes.cast(_FUNCTIONS[0], ctypes.c_void_p).value)
+llvm.add_symbol("theanets_blas_set_threads", ctypes.cast(_FUNCTIONS[1], ctypes.c_void_p).value)
+_get_threads = types.ExternalFunction("theanets_blas_get_threads", types.intc())
+_set_threads = types.ExternalFunction("theanets_blas_set_threads", types.void(types.intc))
+
+_jit = numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+
+
+@_jit
+def _step_threads(macs):  # pragma: no cover - compiled
+    """Switch BLAS to one thread for small per-step products; return the old count."""
+    count = _get_threads()
+    if count > 1 and macs < SINGLE_THREAD_MACS:
+        _set_threads(1)
+    return count
+
+
+@_jit
+def _restore_threads(count):  # pragma: no cover - compiled
+    if count > 1 and _get_threads() != count:
+        _set_threads(count)
 
 
 # ----------------------------------------------------------------------
-# Numba kernels for the arithmetic of one time step.
+# elementwise functions
 #
-# The transcendental functions stay in NumPy (its float32 ``tanh`` is SIMD
-# vectorised, Numba's scalar one is several times slower); everything else
-# of a step is fused into one pass over the (batch, size) block instead of a
-# dozen NumPy calls. Constants come in as arguments of the arrays' dtype so
-# that float32 stays float32. Sigmoids are computed as (1 + tanh(z / 2)) / 2.
-
-_jit = numba.njit(cache=True, nogil=True)
-
-#: Activation codes for the kernels.
-_CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "logistic": 3}
+# Written so that LLVM vectorises loops over them (no branches, no calls).
 
 
-@_jit
-def _derivative(code, z, y, one):  # pragma: no cover - compiled
-    """f'(z) from the pre-activation z and the output y = f(z)."""
-    if code == 1:
-        return one if z > 0 else one - one
-    if code == 2:
-        return one - y * y
-    if code == 3:
-        return y * (one - y)
-    return one
+@intrinsic
+def _pow2(typingctx, k):
+    """2**k for a float32 holding an integer in [-126, 127], from its exponent bits."""
+    if k != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        bits = builder.fptosi(args[0], ir.IntType(32))
+        bits = builder.add(bits, ir.Constant(ir.IntType(32), 127))
+        bits = builder.shl(bits, ir.Constant(ir.IntType(32), 23))
+        return builder.bitcast(bits, ir.FloatType())
+
+    return types.float32(types.float32), codegen
 
 
-# The kernels loop over rows and index one-dimensional row views: Numba then
-# drops per-index bookkeeping and vectorises the inner loops (about twice as
-# fast as two-dimensional indexing).
+_f32 = np.float32
 
 
 @_jit
-def _lstm_fw_in(a, xw, bias, c, ci, cf, s1, s2, half):  # pragma: no cover - compiled
-    """Gate pre-activations (with x W + b, peepholes, halved for the sigmoids).
-
-    ``s1`` (batch, 3n) gets the input, forget and candidate parts, ready for
-    one ``tanh``; ``s2[0]`` gets the output gate's part without its peephole.
-    """
-    batch, width = a.shape
-    n = width // 4
-    for b in range(batch):
-        ab, xb, cb, sb, ob = a[b], xw[b], c[b], s1[b], s2[0, b]
-        for j in range(n):
-            sb[j] = half * (ab[j] + xb[j] + bias[j] + cb[j] * ci[j])
-            sb[n + j] = half * (ab[n + j] + xb[n + j] + bias[n + j] + cb[j] * cf[j])
-            sb[2 * n + j] = ab[2 * n + j] + xb[2 * n + j] + bias[2 * n + j]
-            ob[j] = ab[3 * n + j] + xb[3 * n + j] + bias[3 * n + j]
-
-
-@_jit
-def _lstm_fw_cell(s1, c, co, gate, c_new, s2, half):  # pragma: no cover - compiled
-    """Gates from their tanh values and the new cell.
-
-    Leaves the halved output gate pre-activation in ``s2[0]`` and a copy of
-    the cell in ``s2[1]``, ready for one ``tanh``.
-    """
-    batch, width = s1.shape
-    n = width // 3
-    for b in range(batch):
-        sb, cb, gb, nb, ob, kb = s1[b], c[b], gate[b], c_new[b], s2[0, b], s2[1, b]
-        for j in range(n):
-            i = half + half * sb[j]
-            f = half + half * sb[n + j]
-            g = sb[2 * n + j]
-            gb[j] = i
-            gb[n + j] = f
-            gb[2 * n + j] = g
-            cell = f * cb[j] + i * g
-            nb[j] = cell
-            ob[j] = half * (ob[j] + cell * co[j])
-            kb[j] = cell
+def _exp32(x):  # pragma: no cover - compiled
+    """exp(x) in float32: x = k log 2 + r with |r| <= log(2) / 2, then 2^k p(r)."""
+    x = min(max(x, _f32(-87.33654)), _f32(88.72283))
+    k = np.floor(x * _f32(1.4426950408889634) + _f32(0.5))
+    r = x - k * _f32(0.693359375)  # log 2 in two parts, so that k log 2 is exact
+    r = r - k * _f32(-2.12194440e-4)
+    p = _f32(1.9875691500e-4)
+    p = p * r + _f32(1.3981999507e-3)
+    p = p * r + _f32(8.3334519073e-3)
+    p = p * r + _f32(4.1665795894e-2)
+    p = p * r + _f32(1.6666665459e-1)
+    p = p * r + _f32(5.0000001201e-1)
+    p = p * r * r + r + _f32(1)
+    return p * _pow2(k)
 
 
 @_jit
-def _lstm_fw_out(s2, gate, tanh_c, h, half):  # pragma: no cover - compiled
-    """Output gate from its tanh value; h = o tanh(c)."""
-    batch, n = h.shape
-    for b in range(batch):
-        ob, kb, gb, tb, hb = s2[0, b], s2[1, b], gate[b], tanh_c[b], h[b]
-        for j in range(n):
-            o = half + half * ob[j]
-            gb[3 * n + j] = o
-            tb[j] = kb[j]
-            hb[j] = o * kb[j]
+def _sigmoid32(x):  # pragma: no cover - compiled
+    return _f32(1) / (_f32(1) + _exp32(-x))
 
 
 @_jit
-def _lstm_bw_step(
-    gate, tanh_c, c_prev, c, dh, dh_carry, dc, dc_t, ci, cf, co, d, sums, one
-):  # pragma: no cover - compiled
-    """Gate pre-activation gradients of one step.
-
-    Updates the cell carry ``dc_t`` and adds this step's peephole and bias
-    gradients to ``sums`` (7, n): ci, cf, co, then the four bias blocks.
-    """
-    batch, width = gate.shape
-    n = width // 4
-    pi, pf, po = sums[0], sums[1], sums[2]
-    bi, bf, bg, bo = sums[3], sums[4], sums[5], sums[6]
-    for b in range(batch):
-        gb, tb, pb, cb = gate[b], tanh_c[b], c_prev[b], c[b]
-        hb, kb, db, eb, xb = dh[b], dh_carry[b], dc[b], dc_t[b], d[b]
-        for j in range(n):
-            i = gb[j]
-            f = gb[n + j]
-            g = gb[2 * n + j]
-            o = gb[3 * n + j]
-            tc = tb[j]
-            dht = hb[j] + kb[j]
-            do = dht * tc * o * (one - o)
-            dct = eb[j] + db[j] + dht * o * (one - tc * tc) + do * co[j]
-            di = dct * g * i * (one - i)
-            df = dct * pb[j] * f * (one - f)
-            dg = dct * i * (one - g * g)
-            xb[j] = di
-            xb[n + j] = df
-            xb[2 * n + j] = dg
-            xb[3 * n + j] = do
-            bi[j] += di
-            bf[j] += df
-            bg[j] += dg
-            bo[j] += do
-            eb[j] = dct * f + di * ci[j] + df * cf[j]
-            pi[j] += di * pb[j]
-            pf[j] += df * pb[j]
-            po[j] += do * cb[j]
+def _tanh32(x):  # pragma: no cover - compiled
+    """tanh in float32: an odd polynomial below 0.625, else 1 - 2 / (exp(2|x|) + 1)."""
+    a = abs(x)
+    z = x * x
+    p = _f32(-5.70498872745e-3)
+    p = p * z + _f32(2.06390887954e-2)
+    p = p * z - _f32(5.37397155531e-2)
+    p = p * z + _f32(1.33314422036e-1)
+    p = p * z - _f32(3.33332819422e-1)
+    small = p * z * x + x
+    large = _f32(1) - _f32(2) / (_exp32(a + a) + _f32(1))
+    large = large if x >= 0 else -large
+    return small if a < _f32(0.625) else large
 
 
 @_jit
-def _rnn_bw_step(code, pre, out, dpre, dout, carry, g, one):  # pragma: no cover - compiled
-    """g = (dout + carry) f'(pre) + dpre for one step."""
-    batch, n = pre.shape
-    for b in range(batch):
-        zb, yb, pb, ob, kb, gb = pre[b], out[b], dpre[b], dout[b], carry[b], g[b]
-        for j in range(n):
-            gb[j] = (ob[j] + kb[j]) * _derivative(code, zb[j], yb[j], one) + pb[j]
+def _sigmoid64(x):  # pragma: no cover - compiled
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _sigmoid(x):  # pragma: no cover - replaced when compiled
+    """The logistic function of a float32 or float64 scalar."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+def _tanh(x):  # pragma: no cover - replaced when compiled
+    """tanh of a float32 or float64 scalar."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_sigmoid)
+def _sigmoid_impl(x):
+    if x == types.float32:
+        return lambda x: _sigmoid32(x)
+    if x == types.float64:
+        return lambda x: _sigmoid64(x)
+    return None
+
+
+@overload(_tanh)
+def _tanh_impl(x):
+    if x == types.float32:
+        return lambda x: _tanh32(x)
+    if x == types.float64:
+        return lambda x: math.tanh(x)
+    return None
+
+
+# Loops over flat (contiguous) arrays; the activation code is tested outside
+# the loops so that each loop vectorises.
 
 
 @_jit
-def _gru_fw_gates(gates, xw, half):  # pragma: no cover - compiled
-    """gates = (gates + [x_r, x_z]) / 2, ready for tanh."""
-    batch, width = gates.shape
-    n = width // 2
-    for b in range(batch):
-        gb, xb = gates[b], xw[b]
-        for j in range(width):
-            gb[j] = half * (gb[j] + xb[n + j])
+def _activate(code, z, y):  # pragma: no cover - compiled
+    """y = f(z) for the activation ``code``."""
+    z, y = z.reshape(z.size), y.reshape(y.size)
+    if code == 0:
+        y[:] = z
+    elif code == 1:
+        for k in range(z.size):
+            y[k] = max(z[k], 0)
+    elif code == 2:
+        for k in range(z.size):
+            y[k] = _tanh(z[k])
+    else:
+        for k in range(z.size):
+            y[k] = _sigmoid(z[k])
 
 
 @_jit
-def _gru_fw_reset(gates, h, rh, reset, rate, half):  # pragma: no cover - compiled
-    """Reset and update gates from their tanh values; rh = r h."""
-    batch, width = gates.shape
-    n = width // 2
-    for b in range(batch):
-        gb, hb, qb, rb, zb = gates[b], h[b], rh[b], reset[b], rate[b]
-        for j in range(n):
-            r = half + half * gb[j]
-            rb[j] = r
-            zb[j] = half + half * gb[n + j]
-            qb[j] = r * hb[j]
+def _derivative(code, z, y, out):  # pragma: no cover - compiled
+    """out = f'(z), from the pre-activation z and the output y = f(z)."""
+    z, y, out = z.reshape(z.size), y.reshape(y.size), out.reshape(out.size)
+    one = out.dtype.type(1)
+    if code == 0:
+        out[:] = one
+    elif code == 1:
+        for k in range(z.size):
+            out[k] = one if z[k] > 0 else one - one
+    elif code == 2:
+        for k in range(z.size):
+            out[k] = one - y[k] * y[k]
+    else:
+        for k in range(z.size):
+            out[k] = y[k] * (one - y[k])
+
+
+# ----------------------------------------------------------------------
+# shared helpers of the loops
 
 
 @_jit
-def _gru_fw_out(hid, h, z, out):  # pragma: no cover - compiled
-    """out = h + z (hid - h)."""
-    batch, n = hid.shape
-    for b in range(batch):
-        yb, hb, zb, ob = hid[b], h[b], z[b], out[b]
-        for j in range(n):
-            ob[j] = hb[j] + zb[j] * (yb[j] - hb[j])
-
-
-@_jit
-def _gru_bw_a(
-    code, pre, hid, rate, h_prev, dout, dhid, drate, dpre, carry, d, one
-):  # pragma: no cover - compiled
-    """Update-gate and candidate gradients; carry <- dh (1 - z)."""
-    batch, n = pre.shape
-    for b in range(batch):
-        pb, yb, zb, hb = pre[b], hid[b], rate[b], h_prev[b]
-        ob, qb, rb, sb, kb, db = dout[b], dhid[b], drate[b], dpre[b], carry[b], d[b]
-        for j in range(n):
-            z = zb[j]
-            dht = ob[j] + kb[j]
-            db[2 * n + j] = (dht * (yb[j] - hb[j]) + rb[j]) * z * (one - z)
-            db[j] = (dht * z + qb[j]) * _derivative(code, pb[j], yb[j], one) + sb[j]
-            kb[j] = dht * (one - z)
-
-
-@_jit
-def _gru_bw_b(drh, h_prev, reset, carry, d, one):  # pragma: no cover - compiled
-    """Reset-gate gradients; carry += drh r."""
-    batch, n = drh.shape
-    for b in range(batch):
-        qb, hb, rb, kb, db = drh[b], h_prev[b], reset[b], carry[b], d[b]
-        for j in range(n):
-            r = rb[j]
-            db[n + j] = qb[j] * hb[j] * r * (one - r)
-            kb[j] += qb[j] * r
-
-
-# Below this many multiply-adds, the per-step matrix products run on one BLAS
-# thread: splitting them costs more in synchronisation than it saves, and
-# spinning helper threads slow everything else down on a busy machine.
-_SINGLE_THREAD_MACS = 1 << 24
-_controller = None
-
-
-def _blas_threads(batch, n_in, n_out):
-    """A context that keeps NumPy's BLAS on one thread for small step products.
-
-    Uses :mod:`threadpoolctl` when it is installed; otherwise does nothing.
-    """
-    global _controller
-    if batch * n_in * n_out >= _SINGLE_THREAD_MACS:
-        return contextlib.nullcontext()
-    if _controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _controller = False
-        else:
-            _controller = ThreadpoolController()
-    if not _controller:
-        return contextlib.nullcontext()
-    return _controller.limit(limits=1, user_api="blas")
-
-
-def _cotangent(g, like):
-    """A zero array for disconnected output gradients."""
-    if isinstance(g.type, DisconnectedType):
-        return pt.zeros_like(like)
-    return g
-
-
-def _flat_np(x):
-    return x.reshape(-1, x.shape[-1])
-
-
-def _weight_grad(h0, hs, d):
-    """sum_t h_{t-1}^T d_t with h_{-1} = h0, as two matrix products without copies."""
-    grad = h0.T @ d[0]
-    if len(hs) > 1:
-        grad += _flat_np(hs[:-1]).T @ _flat_np(d[1:])
-    return grad
-
-
-def _window(steps, truncate):
+def _window(steps, truncate):  # pragma: no cover - compiled
     """First time step the backward loop visits (truncated back-propagation)."""
     return 0 if truncate < 0 else max(steps - truncate, 0)
 
 
-class _FusedOp(Op):
-    """Shared plumbing: dtype unification and shapes."""
+@_jit
+def _add(y, x):  # pragma: no cover - compiled
+    """y += x for two contiguous arrays of the same shape."""
+    y, x = y.reshape(y.size), x.reshape(x.size)
+    for k in range(y.size):
+        y[k] += x[k]
 
-    def _tensors(self, *inputs):
-        inputs = [pt.as_tensor_variable(i) for i in inputs]
-        dtype = inputs[0].dtype
-        return [pt.cast(i, dtype) if i.dtype != dtype else i for i in inputs]
 
-    @staticmethod
-    def _seq_type(like, width=None):
-        return pt.TensorType(like.dtype, shape=(None, None, width))
+@_jit
+def _weight_grad(h0, hs, d, start, grad):  # pragma: no cover - compiled
+    """grad = sum over t >= start of h_{t-1}^T d_t, where h_{-1} = h0.
+
+    ``h0`` is (B, n), ``hs`` (T, B, n) contiguous, ``d`` the (T B, m) rows
+    of every step (a column block of a wider array is fine).
+    """
+    steps, batch, n = hs.shape
+    first = start
+    beta = 0.0
+    if start == 0 and steps > 0:
+        _gemm(h0, d[:batch], grad, True, False, 0.0)
+        first, beta = 1, 1.0
+    if first < steps:
+        earlier = hs.reshape((steps * batch, n))[(first - 1) * batch : (steps - 1) * batch]
+        _gemm(earlier, d[first * batch :], grad, True, False, beta)
+    elif beta == 0.0:
+        grad[:] = 0
+    return grad
 
 
 # ----------------------------------------------------------------------
 # RNN
 
 
-class RNNForward(_FusedOp):
-    """pre_t = xw_t + h_{t-1} hh; h_t = f(pre_t) over a whole sequence.
-
-    Inputs ``xw`` (T, B, n), ``h0`` (B, n), ``hh`` (n, n); outputs ``pre``
-    and ``out`` (T, B, n).
-    """
-
-    __props__ = ("activation", "truncate")
-
-    def __init__(self, activation, truncate=-1):
-        self.activation = activation
-        self.truncate = truncate
-
-    def make_node(self, xw, h0, hh):
-        xw, h0, hh = self._tensors(xw, h0, hh)
-        return Apply(self, [xw, h0, hh], [xw.type(), xw.type()])
-
-    def infer_shape(self, fgraph, node, shapes):
-        return [shapes[0], shapes[0]]
-
-    def perform(self, node, inputs, output_storage):
-        xw, h0, hh = inputs
-        steps, batch, n = xw.shape
-        pre = np.empty(xw.shape, dtype=xw.dtype)
-        out = np.empty(xw.shape, dtype=xw.dtype)
-        h = h0
-        with _blas_threads(batch, n, n):
-            for t in range(steps):
-                np.matmul(h, hh, out=pre[t])
-                pre[t] += xw[t]
-                h = _apply(self.activation, pre[t], out[t])
-        output_storage[0][0] = pre
-        output_storage[1][0] = out
-
-    def pullback(self, inputs, outputs, cotangents):
-        xw, h0, hh = inputs
-        pre, out = outputs
-        dpre, dout = (_cotangent(g, o) for g, o in zip(cotangents, outputs))
-        dxw, dh0, dhh = RNNBackward(self.activation, self.truncate)(hh, h0, pre, out, dpre, dout)
-        return [dxw, dh0, dhh]
+@_jit
+def _rnn_fw_step(xw, h_prev, hh, code, pre, out):  # pragma: no cover - compiled
+    _gemm(h_prev, hh, pre, False, False, 0.0)
+    _add(pre, xw)
+    _activate(code, pre, out)
 
 
-class RNNBackward(_FusedOp):
-    """Reverse pass of :class:`RNNForward`: gradients of ``xw``, ``h0`` and ``hh``."""
-
-    __props__ = ("activation", "truncate")
-
-    def __init__(self, activation, truncate=-1):
-        self.activation = activation
-        self.truncate = truncate
-
-    def make_node(self, hh, h0, pre, out, dpre, dout):
-        inputs = self._tensors(hh, h0, pre, out, dpre, dout)
-        matrix = pt.TensorType(inputs[0].dtype, shape=(None, None))
-        return Apply(self, inputs, [inputs[2].type(), matrix(), matrix()])
-
-    def infer_shape(self, fgraph, node, shapes):
-        return [shapes[2], shapes[1], shapes[0]]
-
-    def perform(self, node, inputs, output_storage):
-        hh, h0, pre, out, dpre, dout = inputs
-        steps, batch, n = pre.shape
-        one = pre.dtype.type(1)
-        code = _CODES[self.activation]
-        dxw = np.empty(pre.shape, dtype=pre.dtype)
-        carry = np.zeros((batch, n), dtype=pre.dtype)  # dL/dh_t from step t+1
-        start = _window(steps, self.truncate)
-        with _blas_threads(batch, n, n):
-            for t in range(steps - 1, start - 1, -1):
-                _rnn_bw_step(code, pre[t], out[t], dpre[t], dout[t], carry, dxw[t], one)
-                np.matmul(dxw[t], hh.T, out=carry)
-        dxw[:start] = 0  # steps outside the truncation window get no gradient
-        if start > 0:
-            carry[...] = 0
-        output_storage[0][0] = dxw
-        output_storage[1][0] = carry
-        output_storage[2][0] = _weight_grad(h0, out, dxw)
-
-    def pullback(self, inputs, outputs, cotangents):
-        return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]
-
-
-def rnn(layer, xw, h0):
-    """Fused forward pass of an :class:`RNN` layer.
-
-    Parameters
-    ----------
-    layer : :class:`theanets.layers.recurrent.RNN`
-    xw : tensor (time, batch, size)
-        Projected inputs ``x W_{xh} + b``, time-major, in input time order.
-    h0 : tensor (batch, size)
-        Initial state.
-
-    Returns
-    -------
-    pre, out : tensors (time, batch, size)
-        Time-major, in input time order.
-    """
-    op = RNNForward(_activation_name(layer), _truncate(layer))
-    seq = xw[::-1] if layer.backwards else xw
-    pre, out = op(seq, h0, layer.find("hh"))
-    if layer.backwards:
-        pre, out = pre[::-1], out[::-1]
+@_jit
+def _rnn_forward(xw, h0, hh, code):  # pragma: no cover - compiled
+    steps, batch, n = xw.shape
+    pre = np.empty_like(xw)
+    out = np.empty_like(xw)
+    threads = _step_threads(batch * n * n)
+    for t in range(steps):
+        if t == 0:
+            _rnn_fw_step(xw[t], h0, hh, code, pre[t], out[t])
+        else:
+            _rnn_fw_step(xw[t], out[t - 1], hh, code, pre[t], out[t])
+    _restore_threads(threads)
     return pre, out
 
 
-def _truncate(layer):
-    return -1 if layer.bptt_limit is None else int(layer.bptt_limit)
+@_jit
+def _rnn_backward(hh, h0, pre, out, dpre, dout, code, truncate):  # pragma: no cover - compiled
+    steps, batch, n = pre.shape
+    dxw = np.empty_like(pre)
+    carry = np.zeros((batch, n), dtype=pre.dtype)  # dL/dh_t from step t + 1
+    start = _window(steps, truncate)
+    dxw[:start] = 0  # steps outside the truncation window get no gradient
+    threads = _step_threads(batch * n * n)
+    for t in range(steps - 1, start - 1, -1):
+        g = dxw[t]
+        _derivative(code, pre[t], out[t], g)
+        gf, c, p, o = g.reshape(g.size), carry.reshape(g.size), dpre[t], dout[t]
+        p, o = p.reshape(g.size), o.reshape(g.size)
+        for k in range(g.size):
+            gf[k] = (o[k] + c[k]) * gf[k] + p[k]
+        _gemm(g, hh, carry, False, True, 0.0)
+    _restore_threads(threads)
+    if start > 0:
+        carry[:] = 0
+    dhh = np.empty((n, n), dtype=pre.dtype)
+    _weight_grad(h0, out, dxw.reshape((steps * batch, n)), start, dhh)
+    return dxw, carry, dhh
 
 
 # ----------------------------------------------------------------------
 # LSTM
 
 
-class LSTMForward(_FusedOp):
-    """The peephole LSTM recurrence over a whole sequence.
+@_jit
+def _lstm_fw_step(xw, h_prev, c_prev, hh, ci, cf, co, bias, gates, cell, tanh_c, h):  # pragma: no cover - compiled
+    """One step: ``gates`` gets [i, f, g, o], then the new cell, tanh(cell) and h."""
+    _gemm(h_prev, hh, gates, False, False, 0.0)
+    batch, width = gates.shape
+    n = width // 4
+    for b in range(batch):
+        g, x, cp, cb, tb, hb = gates[b], xw[b], c_prev[b], cell[b], tanh_c[b], h[b]
+        for j in range(width):
+            g[j] += x[j] + bias[j]
+        gi, gf, gg, go = g[:n], g[n : 2 * n], g[2 * n : 3 * n], g[3 * n :]
+        for j in range(n):
+            gi[j] = _sigmoid(gi[j] + cp[j] * ci[j])
+        for j in range(n):
+            gf[j] = _sigmoid(gf[j] + cp[j] * cf[j])
+        for j in range(n):
+            gg[j] = _tanh(gg[j])
+        for j in range(n):
+            cb[j] = gf[j] * cp[j] + gi[j] * gg[j]
+        for j in range(n):
+            go[j] = _sigmoid(go[j] + cb[j] * co[j])
+        for j in range(n):
+            tb[j] = _tanh(cb[j])
+        for j in range(n):
+            hb[j] = go[j] * tb[j]
 
-    Inputs ``xw`` (T, B, 4n), ``h0``, ``c0`` (B, n), ``hh`` (n, 4n), ``ci``,
-    ``cf``, ``co`` (n). Outputs ``h``, ``c`` (T, B, n), and the gate values
-    ``[i, f, g, o]`` (T, B, 4n) and ``tanh(c)`` (T, B, n), which only the
-    gradient uses.
+
+@_jit
+def _lstm_forward(xw, h0, c0, hh, ci, cf, co, bias):  # pragma: no cover - compiled
+    steps, batch, width = xw.shape
+    n = width // 4
+    hs = np.empty((steps, batch, n), dtype=xw.dtype)
+    cs = np.empty_like(hs)
+    tanh_c = np.empty_like(hs)
+    gates = np.empty_like(xw)
+    threads = _step_threads(batch * n * width)
+    for t in range(steps):
+        if t == 0:
+            _lstm_fw_step(xw[t], h0, c0, hh, ci, cf, co, bias, gates[t], cs[t], tanh_c[t], hs[t])
+        else:
+            _lstm_fw_step(
+                xw[t], hs[t - 1], cs[t - 1], hh, ci, cf, co, bias, gates[t], cs[t], tanh_c[t], hs[t]
+            )
+    _restore_threads(threads)
+    return hs, cs, gates, tanh_c
+
+
+@_jit
+def _lstm_bw_step(
+    gates, tanh_c, c_prev, cell, dh, dc, hh, ci, cf, co, dh_carry, dc_carry, d, sums, scratch
+):  # pragma: no cover - compiled
+    """Gate pre-activation gradients ``d`` of one step; updates both carries and ``sums``.
+
+    ``sums`` (7, n) gathers the peephole gradients (ci, cf, co) and the four
+    bias blocks.
     """
-
-    __props__ = ("truncate",)
-
-    def __init__(self, truncate=-1):
-        self.truncate = truncate
-
-    def make_node(self, xw, h0, c0, hh, ci, cf, co, b):
-        inputs = self._tensors(xw, h0, c0, hh, ci, cf, co, b)
-        xw = inputs[0]
-        seq = self._seq_type(xw)
-        return Apply(self, inputs, [seq(), seq(), xw.type(), seq()])
-
-    def infer_shape(self, fgraph, node, shapes):
-        steps, batch, _ = shapes[0]
-        n = shapes[1][1]
-        return [(steps, batch, n), (steps, batch, n), shapes[0], (steps, batch, n)]
-
-    def perform(self, node, inputs, output_storage):
-        xw, h0, c0, hh, ci, cf, co, bias = inputs
-        steps, batch, width = xw.shape
-        n = width // 4
-        half = xw.dtype.type(0.5)
-        hs = np.empty((steps, batch, n), dtype=xw.dtype)
-        cs = np.empty((steps, batch, n), dtype=xw.dtype)
-        tanh_c = np.empty((steps, batch, n), dtype=xw.dtype)
-        gates = np.empty(xw.shape, dtype=xw.dtype)
-        a = np.empty((batch, width), dtype=xw.dtype)
-        s1 = np.empty((batch, 3 * n), dtype=xw.dtype)
-        s2 = np.empty((2, batch, n), dtype=xw.dtype)
-        h, c = h0, c0
-        with _blas_threads(batch, n, width):
-            for t in range(steps):
-                np.matmul(h, hh, out=a)
-                _lstm_fw_in(a, xw[t], bias, c, ci, cf, s1, s2, half)
-                np.tanh(s1, out=s1)
-                _lstm_fw_cell(s1, c, co, gates[t], cs[t], s2, half)
-                np.tanh(s2, out=s2)
-                _lstm_fw_out(s2, gates[t], tanh_c[t], hs[t], half)
-                h, c = hs[t], cs[t]
-        output_storage[0][0] = hs
-        output_storage[1][0] = cs
-        output_storage[2][0] = gates
-        output_storage[3][0] = tanh_c
-
-    def pullback(self, inputs, outputs, cotangents):
-        xw, h0, c0, hh, ci, cf, co, bias = inputs
-        hs, cs, gates, tanh_c = outputs
-        dh = _cotangent(cotangents[0], hs)
-        dc = _cotangent(cotangents[1], cs)
-        if not all(isinstance(g.type, DisconnectedType) for g in cotangents[2:]):
-            return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
-        back = LSTMBackward(self.truncate)
-        grads = back(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc)
-        return grads
+    batch, width = gates.shape
+    n = width // 4
+    one = gates.dtype.type(1)
+    e, s = scratch[0], scratch[1]
+    pi, pf, po, bias = sums[0], sums[1], sums[2], sums[3:].reshape(width)
+    for b in range(batch):
+        g, tc, cp, cb = gates[b], tanh_c[b], c_prev[b], cell[b]
+        gi, gf, gg, go = g[:n], g[n : 2 * n], g[2 * n : 3 * n], g[3 * n :]
+        dhb, kb, dcb, eb = dh[b], dh_carry[b], dc[b], dc_carry[b]
+        db = d[b]
+        di, df, dg, do = db[:n], db[n : 2 * n], db[2 * n : 3 * n], db[3 * n :]
+        for j in range(n):
+            e[j] = dhb[j] + kb[j]  # dL/dh_t
+        for j in range(n):
+            do[j] = e[j] * tc[j] * go[j] * (one - go[j])
+        for j in range(n):
+            s[j] = eb[j] + dcb[j] + e[j] * go[j] * (one - tc[j] * tc[j]) + do[j] * co[j]
+        for j in range(n):
+            di[j] = s[j] * gg[j] * gi[j] * (one - gi[j])
+        for j in range(n):
+            df[j] = s[j] * cp[j] * gf[j] * (one - gf[j])
+        for j in range(n):
+            dg[j] = s[j] * gi[j] * (one - gg[j] * gg[j])
+        for j in range(n):
+            eb[j] = s[j] * gf[j] + di[j] * ci[j] + df[j] * cf[j]  # dL/dc_{t-1}
+        for j in range(width):
+            bias[j] += db[j]
+        for j in range(n):
+            pi[j] += di[j] * cp[j]
+        for j in range(n):
+            pf[j] += df[j] * cp[j]
+        for j in range(n):
+            po[j] += do[j] * cb[j]
+    _gemm(d, hh, dh_carry, False, True, 0.0)
 
 
-class LSTMBackward(_FusedOp):
-    """Reverse pass of :class:`LSTMForward`.
-
-    Outputs the gradients of ``xw``, ``h0``, ``c0``, ``hh``, ``ci``, ``cf``,
-    ``co`` and ``b``, in the order of the forward op's inputs.
-    """
-
-    __props__ = ("truncate",)
-
-    def __init__(self, truncate=-1):
-        self.truncate = truncate
-
-    def make_node(self, hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc):
-        inputs = self._tensors(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc)
-        dtype = inputs[0].dtype
-        matrix = pt.TensorType(dtype, shape=(None, None))
-        vector = pt.TensorType(dtype, shape=(None,))
-        outputs = [inputs[8].type(), matrix(), matrix(), matrix()] + [vector() for _ in range(4)]
-        return Apply(self, inputs, outputs)
-
-    def infer_shape(self, fgraph, node, shapes):
-        n = shapes[1]
-        return [shapes[8], shapes[4], shapes[5], shapes[0], n, n, n, (4 * n[0],)]
-
-    def perform(self, node, inputs, output_storage):
-        hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc = inputs
-        steps, batch, n = cs.shape
-        one = cs.dtype.type(1)
-        da = np.empty(gates.shape, dtype=gates.dtype)
-        dh_carry = np.zeros((batch, n), dtype=cs.dtype)
-        dc_t = np.zeros_like(dh_carry)  # dL/dc_t, carried from step t+1
-        sums = np.zeros((7, n))  # float64 sums: ci, cf, co, then b (4 blocks)
-        start = _window(steps, self.truncate)
-        with _blas_threads(batch, n, 4 * n):
-            for t in range(steps - 1, start - 1, -1):
-                c_prev = cs[t - 1] if t > 0 else c0
-                _lstm_bw_step(
-                    gates[t],
-                    tanh_c[t],
-                    c_prev,
-                    cs[t],
-                    dh[t],
-                    dh_carry,
-                    dc[t],
-                    dc_t,
-                    ci,
-                    cf,
-                    co,
-                    da[t],
-                    sums,
-                    one,
-                )
-                np.matmul(da[t], hh.T, out=dh_carry)
-        da[:start] = 0  # steps outside the truncation window get no gradient
-        if start > 0:
-            dh_carry[...] = 0
-            dc_t[...] = 0
-        output_storage[0][0] = da
-        output_storage[1][0] = dh_carry
-        output_storage[2][0] = dc_t
-        output_storage[3][0] = _weight_grad(h0, hs, da)
-        for k in range(3):
-            output_storage[4 + k][0] = sums[k].astype(cs.dtype)
-        output_storage[7][0] = sums[3:].reshape(-1).astype(cs.dtype)
-
-    def pullback(self, inputs, outputs, cotangents):
-        return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]
-
-
-def lstm(layer, xw, h0, c0):
-    """Fused forward pass of an :class:`LSTM` layer.
-
-    Parameters
-    ----------
-    layer : :class:`theanets.layers.recurrent.LSTM`
-    xw : tensor (time, batch, 4 size)
-        Projected inputs ``x W_{xh}`` (without the bias, which the loop
-        adds), time-major, in input time order.
-    h0, c0 : tensors (batch, size)
-        Initial hidden and cell states.
-
-    Returns
-    -------
-    out, cell : tensors (time, batch, size)
-    """
-    op = LSTMForward(_truncate(layer))
-    seq = xw[::-1] if layer.backwards else xw
-    peep = [layer.find("ci"), layer.find("cf"), layer.find("co")]
-    out, cell, _, _ = op(seq, h0, c0, layer.find("hh"), *peep, layer.find("b"))
-    if layer.backwards:
-        out, cell = out[::-1], cell[::-1]
-    return out, cell
+@_jit
+def _lstm_backward(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc, truncate):  # pragma: no cover - compiled
+    steps, batch, n = cs.shape
+    width = 4 * n
+    dtype = cs.dtype
+    d = np.empty_like(gates)
+    dh_carry = np.zeros((batch, n), dtype=dtype)
+    dc_carry = np.zeros((batch, n), dtype=dtype)  # dL/dc_t, carried from step t + 1
+    sums = np.zeros((7, n))  # float64 sums: ci, cf, co, then b (4 blocks)
+    scratch = np.empty((2, n), dtype=dtype)
+    start = _window(steps, truncate)
+    d[:start] = 0  # steps outside the truncation window get no gradient
+    threads = _step_threads(batch * n * width)
+    for t in range(steps - 1, start - 1, -1):
+        if t > 0:
+            c_prev = cs[t - 1]
+            _lstm_bw_step(
+                gates[t], tanh_c[t], c_prev, cs[t], dh[t], dc[t], hh, ci, cf, co,
+                dh_carry, dc_carry, d[t], sums, scratch,
+            )  # fmt: skip
+        else:
+            _lstm_bw_step(
+                gates[t], tanh_c[t], c0, cs[t], dh[t], dc[t], hh, ci, cf, co,
+                dh_carry, dc_carry, d[t], sums, scratch,
+            )  # fmt: skip
+    _restore_threads(threads)
+    if start > 0:
+        dh_carry[:] = 0
+        dc_carry[:] = 0
+    dhh = np.empty((n, width), dtype=dtype)
+    _weight_grad(h0, hs, d.reshape((steps * batch, width)), start, dhh)
+    dci = sums[0].astype(dtype)
+    dcf = sums[1].astype(dtype)
+    dco = sums[2].astype(dtype)
+    db = sums[3:].reshape(width).astype(dtype)
+    return d, dh_carry, dc_carry, dhh, dci, dcf, dco, db
 
 
 # ----------------------------------------------------------------------
 # GRU
 
 
-class GRUForward(_FusedOp):
-    """The GRU recurrence over a whole sequence.
-
-    Inputs ``xw`` (T, B, 3n) holding the candidate, reset and update
-    projections, ``h0`` (B, n), ``hh`` (n, n) and ``hrz`` = ``[hr, hz]``
-    (n, 2n). Outputs ``pre``, ``hid``, ``rate``, ``out`` and the reset
-    gates ``r`` (T, B, n), which only the gradient uses.
-    """
-
-    __props__ = ("activation", "truncate")
-
-    def __init__(self, activation, truncate=-1):
-        self.activation = activation
-        self.truncate = truncate
-
-    def make_node(self, xw, h0, hh, hrz):
-        inputs = self._tensors(xw, h0, hh, hrz)
-        seq = self._seq_type(inputs[0])
-        return Apply(self, inputs, [seq() for _ in range(5)])
-
-    def infer_shape(self, fgraph, node, shapes):
-        steps, batch, _ = shapes[0]
-        return [(steps, batch, shapes[1][1])] * 5
-
-    def perform(self, node, inputs, output_storage):
-        xw, h0, hh, hrz = inputs
-        steps, batch, width = xw.shape
-        n = width // 3
-        half = xw.dtype.type(0.5)
-        pre, hid, rate, out, reset = (np.empty((steps, batch, n), dtype=xw.dtype) for _ in range(5))
-        gates = np.empty((batch, 2 * n), dtype=xw.dtype)
-        rh = np.empty((batch, n), dtype=xw.dtype)
-        h = h0
-        with _blas_threads(batch, n, 2 * n):
-            for t in range(steps):
-                np.matmul(h, hrz, out=gates)
-                _gru_fw_gates(gates, xw[t], half)
-                np.tanh(gates, out=gates)
-                _gru_fw_reset(gates, h, rh, reset[t], rate[t], half)
-                np.matmul(rh, hh, out=pre[t])
-                pre[t] += xw[t, :, :n]
-                _apply(self.activation, pre[t], hid[t])
-                _gru_fw_out(hid[t], h, rate[t], out[t])
-                h = out[t]
-        for k, value in enumerate((pre, hid, rate, out, reset)):
-            output_storage[k][0] = value
-
-    def pullback(self, inputs, outputs, cotangents):
-        xw, h0, hh, hrz = inputs
-        pre, hid, rate, out, reset = outputs
-        if not isinstance(cotangents[4].type, DisconnectedType):
-            return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
-        dpre, dhid, drate, dout = (_cotangent(g, o) for g, o in zip(cotangents[:4], outputs[:4]))
-        back = GRUBackward(self.activation, self.truncate)
-        return back(hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout)
+@_jit
+def _gru_fw_step(xw, h_prev, hh, hrz, code, pre, hid, rate, out, reset, gates, rh):  # pragma: no cover - compiled
+    batch, n = pre.shape
+    _gemm(h_prev, hrz, gates, False, False, 0.0)
+    for b in range(batch):
+        g, x, hp = gates[b], xw[b], h_prev[b]
+        r, z, q = reset[b], rate[b], rh[b]
+        for j in range(2 * n):
+            g[j] = _sigmoid(g[j] + x[n + j])
+        for j in range(n):
+            r[j] = g[j]
+        for j in range(n):
+            z[j] = g[n + j]
+        for j in range(n):
+            q[j] = r[j] * hp[j]
+    _gemm(rh, hh, pre, False, False, 0.0)
+    for b in range(batch):
+        p, x = pre[b], xw[b]
+        for j in range(n):
+            p[j] += x[j]
+    _activate(code, pre, hid)
+    for b in range(batch):
+        y, hp, z, o = hid[b], h_prev[b], rate[b], out[b]
+        for j in range(n):
+            o[j] = hp[j] + z[j] * (y[j] - hp[j])
 
 
-class GRUBackward(_FusedOp):
-    """Reverse pass of :class:`GRUForward`: gradients of ``xw``, ``h0``, ``hh`` and ``hrz``."""
-
-    __props__ = ("activation", "truncate")
-
-    def __init__(self, activation, truncate=-1):
-        self.activation = activation
-        self.truncate = truncate
-
-    def make_node(self, *inputs):
-        inputs = self._tensors(*inputs)
-        matrix = pt.TensorType(inputs[0].dtype, shape=(None, None))
-        return Apply(self, inputs, [self._seq_type(inputs[0])(), matrix(), matrix(), matrix()])
-
-    def infer_shape(self, fgraph, node, shapes):
-        steps, batch, n = shapes[3]
-        return [(steps, batch, 3 * n), shapes[2], shapes[0], shapes[1]]
-
-    def perform(self, node, inputs, output_storage):
-        hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout = inputs
-        steps, batch, n = out.shape
-        one = out.dtype.type(1)
-        code = _CODES[self.activation]
-        dxw = np.empty((steps, batch, 3 * n), dtype=out.dtype)
-        carry = np.zeros((batch, n), dtype=out.dtype)
-        drh = np.empty_like(carry)
-        tmp = np.empty_like(carry)
-        start = _window(steps, self.truncate)
-        with _blas_threads(batch, n, 2 * n):
-            for t in range(steps - 1, start - 1, -1):
-                h_prev = out[t - 1] if t > 0 else h0
-                d = dxw[t]
-                _gru_bw_a(
-                    code,
-                    pre[t],
-                    hid[t],
-                    rate[t],
-                    h_prev,
-                    dout[t],
-                    dhid[t],
-                    drate[t],
-                    dpre[t],
-                    carry,
-                    d,
-                    one,
-                )
-                np.matmul(d[:, :n], hh.T, out=drh)
-                _gru_bw_b(drh, h_prev, reset[t], carry, d, one)
-                np.matmul(d[:, n:], hrz.T, out=tmp)
-                carry += tmp
-        dxw[:start] = 0  # steps outside the truncation window get no gradient
-        if start > 0:
-            carry[...] = 0
-        # r * h_prev for every step, for the gradient of hh
-        rh = np.empty_like(out)
-        np.multiply(reset[1:], out[:-1], out=rh[1:])
-        np.multiply(reset[0], h0, out=rh[0])
-        output_storage[0][0] = dxw
-        output_storage[1][0] = carry
-        output_storage[2][0] = _flat_np(rh).T @ _flat_np(dxw[:, :, :n])
-        output_storage[3][0] = _weight_grad(h0, out, dxw[:, :, n:])
-
-    def pullback(self, inputs, outputs, cotangents):
-        return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]
+@_jit
+def _gru_forward(xw, h0, hh, hrz, code):  # pragma: no cover - compiled
+    steps, batch, width = xw.shape
+    n = width // 3
+    pre = np.empty((steps, batch, n), dtype=xw.dtype)
+    hid, rate, out, reset = (np.empty_like(pre) for _ in range(4))
+    gates = np.empty((batch, 2 * n), dtype=xw.dtype)
+    rh = np.empty((batch, n), dtype=xw.dtype)
+    threads = _step_threads(batch * n * 2 * n)
+    for t in range(steps):
+        if t == 0:
+            _gru_fw_step(
+                xw[t], h0, hh, hrz, code, pre[t], hid[t], rate[t], out[t], reset[t], gates, rh
+            )
+        else:
+            _gru_fw_step(
+                xw[t], out[t - 1], hh, hrz, code, pre[t], hid[t], rate[t], out[t], reset[t], gates, rh
+            )
+    _restore_threads(threads)
+    return pre, hid, rate, out, reset
 
 
-def gru(layer, xw, h0):
-    """Fused forward pass of a :class:`GRU` layer.
-
-    Parameters
-    ----------
-    layer : :class:`theanets.layers.recurrent.GRU`
-    xw : tensor (time, batch, 3 size)
-        Projected inputs ``x W + b``, time-major, in input time order.
-    h0 : tensor (batch, size)
-        Initial state.
-
-    Returns
-    -------
-    pre, hid, rate, out : tensors (time, batch, size)
-    """
-    op = GRUForward(_activation_name(layer), _truncate(layer))
-    seq = xw[::-1] if layer.backwards else xw
-    hrz = pt.concatenate([layer.find("hr"), layer.find("hz")], axis=1)
-    pre, hid, rate, out, _ = op(seq, h0, layer.find("hh"), hrz)
-    result = [pre, hid, rate, out]
-    if layer.backwards:
-        result = [r[::-1] for r in result]
-    return result
-
-
-def _register_numba():
-    """Let PyTensor's Numba backend run these ops in object mode without warning.
-
-    Numba cannot compile Python ``perform`` methods, so PyTensor calls them
-    from Numba's object mode and warns at every compilation; for these ops
-    that is the intended way to run them (each call does a whole sequence).
-    """
-    try:
-        from pytensor.link.numba.dispatch.basic import generate_fallback_impl, numba_funcify
-    except ImportError:  # pragma: no cover - Numba missing
-        return
-
-    def funcify(op, node=None, storage_map=None, **kwargs):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Numba will use object mode")
-            return generate_fallback_impl(op, node, storage_map, **kwargs)
-
-    for cls in (RNNForward, RNNBackward, LSTMForward, LSTMBackward, GRUForward, GRUBackward):
-        numba_funcify.register(cls)(funcify)
+@_jit
+def _gru_bw_step(
+    code, pre, hid, rate, h_prev, reset, dpre, dhid, drate, dout, hh, hrz, carry, d, scratch
+):  # pragma: no cover - compiled
+    """Gradients ``d`` = [candidate, reset, update] of one step; updates ``carry``."""
+    batch, n = pre.shape
+    one = pre.dtype.type(1)
+    deriv, drh = scratch[0], scratch[1]
+    _derivative(code, pre, hid, deriv)
+    e = scratch[2, 0]
+    for b in range(batch):
+        z, y, hp, k, fd = rate[b], hid[b], h_prev[b], carry[b], deriv[b]
+        o, qh, qz, qp = dout[b], dhid[b], drate[b], dpre[b]
+        db = d[b]
+        dcand, dz = db[:n], db[2 * n :]
+        for j in range(n):
+            e[j] = o[j] + k[j]  # dL/dh_t
+        for j in range(n):
+            dz[j] = (e[j] * (y[j] - hp[j]) + qz[j]) * z[j] * (one - z[j])
+        for j in range(n):
+            dcand[j] = (e[j] * z[j] + qh[j]) * fd[j] + qp[j]
+        for j in range(n):
+            k[j] = e[j] * (one - z[j])
+    _gemm(d[:, :n], hh, drh, False, True, 0.0)
+    for b in range(batch):
+        r, hp, k, q = reset[b], h_prev[b], carry[b], drh[b]
+        dr = d[b, n : 2 * n]
+        for j in range(n):
+            dr[j] = q[j] * hp[j] * r[j] * (one - r[j])
+        for j in range(n):
+            k[j] += q[j] * r[j]
+    _gemm(d[:, n:], hrz, carry, False, True, 1.0)
 
 
-_register_numba()
+@_jit
+def _gru_backward(
+    hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout, code, truncate
+):  # pragma: no cover - compiled
+    steps, batch, n = out.shape
+    dtype = out.dtype
+    d = np.empty((steps, batch, 3 * n), dtype=dtype)
+    carry = np.zeros((batch, n), dtype=dtype)
+    scratch = np.empty((3, batch, n), dtype=dtype)
+    start = _window(steps, truncate)
+    d[:start] = 0  # steps outside the truncation window get no gradient
+    threads = _step_threads(batch * n * 2 * n)
+    for t in range(steps - 1, start - 1, -1):
+        if t > 0:
+            _gru_bw_step(
+                code, pre[t], hid[t], rate[t], out[t - 1], reset[t], dpre[t], dhid[t],
+                drate[t], dout[t], hh, hrz, carry, d[t], scratch,
+            )  # fmt: skip
+        else:
+            _gru_bw_step(
+                code, pre[t], hid[t], rate[t], h0, reset[t], dpre[t], dhid[t],
+                drate[t], dout[t], hh, hrz, carry, d[t], scratch,
+            )  # fmt: skip
+    _restore_threads(threads)
+    if start > 0:
+        carry[:] = 0
+    flat = d.reshape((steps * batch, 3 * n))
+    # r_t * h_{t-1} for every step, for the gradient of hh
+    rh = np.empty_like(out)
+    for t in range(start, steps):
+        a, hp = rh[t].reshape(batch * n), reset[t].reshape(batch * n)
+        q = h0.reshape(batch * n) if t == 0 else out[t - 1].reshape(batch * n)
+        for k in range(batch * n):
+            a[k] = hp[k] * q[k]
+    dhh = np.zeros((n, n), dtype=dtype)
+    if start < steps:
+        rows = rh.reshape((steps * batch, n))[start * batch :]
+        _gemm(rows, flat[start * batch :, :n], dhh, True, False, 0.0)
+    dhrz = np.empty((n, 2 * n), dtype=dtype)
+    _weight_grad(h0, out, flat[:, n:], start, dhrz)
+    return d, carry, dhh, dhrz

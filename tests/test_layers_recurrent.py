@@ -385,6 +385,7 @@ def test_scrn_initial_values_follow_the_08_layout():
 NI, N = 3, 4
 CONTRACT = {
     "rnn": ({}, [("xh", (NI, N)), ("hh", (N, N)), ("b", (N,))], {"out", "pre"}),
+    "bcrnn": (dict(num_modules=2), [("xh", (NI, N)), ("hh", (N, N)), ("b", (N,))], {"out", "pre"}),
     "rrnn": (
         {},
         [("xh", (NI, N)), ("hh", (N, N)), ("b", (N,)), ("r", (N,)), ("xr", (NI, N))],

@@ -62,8 +62,8 @@ Layers
     package's layers. ``Conv1`` filters, saved as ``(filters, channels, 1,
     k)``, are reshaped where this package's filters lack the singleton axis.
     From 0.8 also ``Conv2``, ``Pool1`` and ``Pool2``; 0.8's ``GRU`` and
-    ``SCRN`` already had this package's layout. Any other class (such as
-    0.8's ``BCRNN``) raises :class:`ValueError` naming it.
+    ``SCRN`` already had this package's layout, and ``BCRNN``. Any other
+    class raises :class:`ValueError` naming it.
 Activations
     The old module-level functions (``_relu``, ``_identity``, ``_softmax``,
     ``_trel``, ``_rect``, ``_norm_*``), Theano's ``tanh``, ``sigmoid`` and
@@ -626,11 +626,12 @@ def _layer_record(obj, previous, model, is_worker=False):
 _MASTER_FORMS = {
     **{k: v for k, v in _LAYER_FORMS.items() if k not in _RATE_CLASSES},
     "Conv2": "conv2",
+    "BCRNN": "bcrnn",
     "Pool1": "pool1",
     "Pool2": "pool2",
 }
 
-_RECURRENT_FORMS = ("rnn", "rrnn", "mrnn", "lstm", "gru", "clockwork", "mut1", "scrn")
+_RECURRENT_FORMS = ("rnn", "bcrnn", "rrnn", "mrnn", "lstm", "gru", "clockwork", "mut1", "scrn")
 
 
 def _is_master_layer(state):
@@ -749,6 +750,8 @@ def _master_recurrent(state, kwargs, form, spec, values, what, is_worker):
             values["fixed rates"] = _shared(state["_rates"], what)[1]
     if form == "mrnn":
         spec["factors"] = _int_tuple(state.get("factors"), what, "factors")[0]
+    if form == "bcrnn":
+        spec["num_modules"] = _int_tuple(state.get("num_modules"), what, "num_modules")[0]
     if form == "clockwork":
         spec["periods"] = sorted(_int_tuple(state.get("periods"), what, "periods"))
     if form == "scrn":

@@ -974,18 +974,18 @@ class _ChainSweep:
 
     (rows index inputs, columns units). Level by level, the sweep carries for
     every example either :math:`J_l` itself (``'jacobian'``, an array of shape
-    ``(n_in, batch, n_l)``) or its Gram matrix :math:`J_l^\top J_l`
-    (``'gram'``, ``(n_l, batch, n_l)``), whichever needs fewer
+    ``(batch, n_in, n_l)``) or its Gram matrix :math:`J_l^\top J_l`
+    (``'gram'``, ``(batch, n_l, n_l)``), whichever needs fewer
     multiplications for these layer sizes: the Jacobians cost
     :math:`n_{in} n_{l-1} n_l` per example and level, the Gram matrices
     :math:`n_{l-1}^2 n_l + n_{l-1} n_l^2`, and without an input rewrite
     (:math:`s = 1`) the first Gram matrix :math:`W_1^\top W_1` is the same for
-    all examples. The arrays keep the batch on the middle axis, so that every
-    product with a weight matrix is one matrix product of the whole batch.
-    The norm of :math:`z = f_L(a_L)` is
-    :math:`\sum_k f_L'(a_k)^2 \, c_k`, where :math:`c_k` is the squared norm
-    of column :math:`k` of :math:`\partial a_L / \partial x`. Each level is
-    computed once however many outputs use it.
+    all examples. Every product with a weight matrix contracts the last axis
+    of a 3-D array, so it is one matrix product for the whole batch. The
+    norm of :math:`z = f_L(a_L)` is :math:`\sum_k f_L'(a_k)^2 \, c_k`, where
+    :math:`c_k` is the squared norm of column :math:`k` of
+    :math:`\partial a_L / \partial x`. Each level is computed once however
+    many outputs use it.
     """
 
     def __init__(self, x, chains, mode=None):
@@ -1035,65 +1035,59 @@ class _ChainSweep:
 
     def columns(self, a):
         """Squared column norms of each example's ``d a / d x``, shape (batch, n)."""
-        return self._memo(("c", id(a)), lambda: self._columns(a))
-
-    def _columns(self, a):
         w = a.owner.inputs[1]
         if self.below[id(a)] is None:
             w2 = pt.sqr(w)
             return w2.sum(axis=0)[None, :] if self.s is None else pt.dot(pt.sqr(self.s), w2)
         if self.mode == "jacobian":
-            return pt.sqr(self.jacobian_pre(a)).sum(axis=0)
-        return (w[:, None, :] * self.gram_product(a)).sum(axis=0)
+            return self._memo(("c", id(a)), lambda: pt.sqr(self.jacobian_pre(a)).sum(axis=1))
+        return self.gram_step(a)[0]
 
     def jacobian_pre(self, a):
-        """Each example's ``d a / d x``, shape (n_in, batch, n)."""
+        """Each example's ``d a / d x``, shape (batch, n_in, n)."""
         return self._memo(("j", id(a)), lambda: self._jacobian_pre(a))
 
     def _jacobian_pre(self, a):
         u, w = a.owner.inputs
         lower = self.below[id(a)]
         if lower is None:
-            return w[:, None, :] if self.s is None else self.s.T[:, :, None] * w[:, None, :]
-        jac = self.jacobian_pre(lower) * self.derivative(u, lower)[None, :, :]
-        return _dot_rows(jac, w)
+            return w[None, :, :] if self.s is None else self.s[:, :, None] * w[None, :, :]
+        jac = self.jacobian_pre(lower) * self.derivative(u, lower)[:, None, :]
+        return _dot_last(jac, w)
 
     def gram_pre(self, a):
-        """Each example's ``(d a / d x)^T (d a / d x)``: (n, batch, n), or (n, n) if constant."""
+        """Each example's ``(d a / d x)^T (d a / d x)``: (batch, n, n), or (n, n) if constant."""
         return self._memo(("g", id(a)), lambda: self._gram_pre(a))
 
     def _gram_pre(self, a):
         w = a.owner.inputs[1]
-        if self.below[id(a)] is None:
-            if self.s is None:
-                return pt.dot(w.T, w)
-            return _dot_cols(w, pt.sqr(self.s).T[:, :, None] * w[:, None, :])
-        return _dot_cols(w, self.gram_product(a))
+        if self.below[id(a)] is not None:
+            return _dot_last(self.gram_step(a)[1], w)
+        if self.s is None:
+            return pt.dot(w.T, w)
+        return _dot_last(pt.sqr(self.s)[:, None, :] * w.T[None, :, :], w)
 
-    def gram_product(self, a):
-        """``J^T J W`` for ``a = u W``, J each example's Jacobian of ``u``: (m, batch, n)."""
-        return self._memo(("t", id(a)), lambda: self._gram_product(a))
+    def gram_step(self, a):
+        """Columns of ``a = u W`` and ``W^T S`` (batch, n, m), S the Gram matrix of ``u``."""
+        return self._memo(("t", id(a)), lambda: self._gram_step(a))
 
-    def _gram_product(self, a):
+    def _gram_step(self, a):
         u, w = a.owner.inputs
         lower = self.below[id(a)]
         gram, d = self.gram_pre(lower), self.derivative(u, lower)
         if gram.ndim == 2:
-            # the same G for every example: diag(d) G diag(d) W = d * (G (d * W))
-            return d.T[:, :, None] * _dot_cols(gram.T, d.T[:, :, None] * w[:, None, :])
-        return _dot_rows(d.T[:, :, None] * gram * d[None, :, :], w)
+            # the same G for every example: S = diag(d) G diag(d)
+            scaled = d[:, None, :] * w.T[None, :, :]
+            prod = _dot_last(scaled, gram.T)
+            return (scaled * prod).sum(axis=2), d[:, None, :] * prod
+        prod = _dot_last(d[:, :, None] * gram * d[:, None, :], w)
+        return (prod * w[None, :, :]).sum(axis=1), prod.transpose(0, 2, 1)
 
 
-def _dot_rows(t, w):
-    """``t[i, b, :] @ w`` for a 3-D ``t``, as one matrix product."""
+def _dot_last(t, w):
+    """``t[b] @ w`` for every ``b`` of a 3-D ``t``, as one matrix product."""
     prod = pt.dot(t.reshape((-1, t.shape[2])), w)
     return prod.reshape((t.shape[0], t.shape[1], w.shape[1]))
-
-
-def _dot_cols(w, t):
-    """``w.T @ t[:, b, :]`` for a 3-D ``t``, as one matrix product."""
-    prod = pt.dot(w.T, t.reshape((t.shape[0], -1)))
-    return prod.reshape((w.shape[1], t.shape[1], t.shape[2]))
 
 
 def _chain_norms(zs, xs, mode=None):

@@ -185,7 +185,7 @@ MODELS = {
     ),
     "bcrnn": (
         "theanets.recurrent.Regressor([4, dict(size=4, form='bcrnn', num_modules=2), 2], rng=21)",
-        None,
+        "regression",
         (None, 4),
     ),
 }

@@ -9,6 +9,7 @@ from .base import Concatenate, Flatten, Input, Layer, Product, Reshape
 from .convolution import Conv1, Conv2, Convolution, Pool1, Pool2, Pooling
 from .feedforward import Classifier, Feedforward, Tied
 from .recurrent import (
+    BCRNN,
     GRU,
     LSTM,
     MRNN,
@@ -33,6 +34,7 @@ __all__ = [
     "Tied",
     "Recurrent",
     "RNN",
+    "BCRNN",
     "RRNN",
     "MRNN",
     "LSTM",

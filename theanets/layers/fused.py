@@ -154,10 +154,14 @@ def _gemm_impl(a, b, c, trans_a, trans_b, beta):
         inner = a.shape[0] if trans_a else a.shape[1]
         if rows == 0 or cols == 0:
             return
+        if inner == 0:
+            for r in range(rows):
+                for q in range(cols):
+                    c[r, q] = c[r, q] * beta if beta != 0 else 0
+            return
         scalars = np.empty(2, dtype=c.dtype)
         scalars[0] = 1
         scalars[1] = beta
-        size = c.itemsize
         # row-major c = op(a) op(b) is column-major c^T = op(b)^T op(a)^T
         status = gemm(
             np.int8(kind),
@@ -168,17 +172,25 @@ def _gemm_impl(a, b, c, trans_a, trans_b, beta):
             inner,
             scalars[:1].ctypes,
             b.ctypes,
-            b.strides[0] // size,
+            _lead(b),
             a.ctypes,
-            a.strides[0] // size,
+            _lead(a),
             scalars[1:].ctypes,
             c.ctypes,
-            c.strides[0] // size,
+            _lead(c),
         )
         if status != 0:
             raise RuntimeError("BLAS gemm failed")
 
     return impl
+
+
+@numba.njit(cache=True)
+def _lead(x):  # pragma: no cover - compiled
+    """BLAS leading dimension of a row-major matrix whose columns are adjacent."""
+    if x.shape[0] > 1:
+        return x.strides[0] // x.itemsize
+    return max(x.shape[1], 1)  # any value >= the row length will do
 
 
 def _thread_functions():
@@ -403,6 +415,14 @@ def _add(y, x):  # pragma: no cover - compiled
 
 
 @_jit
+def _multiply(y, x):  # pragma: no cover - compiled
+    """y *= x for two contiguous arrays of the same shape."""
+    y, x = y.reshape(y.size), x.reshape(x.size)
+    for k in range(y.size):
+        y[k] *= x[k]
+
+
+@_jit
 def _weight_grad(h0, hs, d, start, grad):  # pragma: no cover - compiled
     """grad = sum over t >= start of h_{t-1}^T d_t, where h_{-1} = h0.
 
@@ -478,7 +498,9 @@ def _rnn_backward(hh, h0, pre, out, dpre, dout, code, truncate):  # pragma: no c
 
 
 @_jit
-def _lstm_fw_step(xw, h_prev, c_prev, hh, ci, cf, co, bias, gates, cell, tanh_c, h):  # pragma: no cover - compiled
+def _lstm_fw_step(
+    xw, h_prev, c_prev, hh, ci, cf, co, bias, gates, cell, tanh_c, h
+):  # pragma: no cover - compiled
     """One step: ``gates`` gets [i, f, g, o], then the new cell, tanh(cell) and h."""
     _gemm(h_prev, hh, gates, False, False, 0.0)
     batch, width = gates.shape
@@ -570,7 +592,9 @@ def _lstm_bw_step(
 
 
 @_jit
-def _lstm_backward(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc, truncate):  # pragma: no cover - compiled
+def _lstm_backward(
+    hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc, truncate
+):  # pragma: no cover - compiled
     steps, batch, n = cs.shape
     width = 4 * n
     dtype = cs.dtype
@@ -612,7 +636,9 @@ def _lstm_backward(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc, trunca
 
 
 @_jit
-def _gru_fw_step(xw, h_prev, hh, hrz, code, pre, hid, rate, out, reset, gates, rh):  # pragma: no cover - compiled
+def _gru_fw_step(
+    xw, h_prev, hh, hrz, code, pre, hid, rate, out, reset, gates, rh
+):  # pragma: no cover - compiled
     batch, n = pre.shape
     _gemm(h_prev, hrz, gates, False, False, 0.0)
     for b in range(batch):
@@ -643,7 +669,12 @@ def _gru_forward(xw, h0, hh, hrz, code):  # pragma: no cover - compiled
     steps, batch, width = xw.shape
     n = width // 3
     pre = np.empty((steps, batch, n), dtype=xw.dtype)
-    hid, rate, out, reset = (np.empty_like(pre) for _ in range(4))
+    hid, rate, out, reset = (
+        np.empty_like(pre),
+        np.empty_like(pre),
+        np.empty_like(pre),
+        np.empty_like(pre),
+    )
     gates = np.empty((batch, 2 * n), dtype=xw.dtype)
     rh = np.empty((batch, n), dtype=xw.dtype)
     threads = _step_threads(batch * n * 2 * n)
@@ -654,7 +685,18 @@ def _gru_forward(xw, h0, hh, hrz, code):  # pragma: no cover - compiled
             )
         else:
             _gru_fw_step(
-                xw[t], out[t - 1], hh, hrz, code, pre[t], hid[t], rate[t], out[t], reset[t], gates, rh
+                xw[t],
+                out[t - 1],
+                hh,
+                hrz,
+                code,
+                pre[t],
+                hid[t],
+                rate[t],
+                out[t],
+                reset[t],
+                gates,
+                rh,
             )
     _restore_threads(threads)
     return pre, hid, rate, out, reset
@@ -724,10 +766,11 @@ def _gru_backward(
     # r_t * h_{t-1} for every step, for the gradient of hh
     rh = np.empty_like(out)
     for t in range(start, steps):
-        a, hp = rh[t].reshape(batch * n), reset[t].reshape(batch * n)
-        q = h0.reshape(batch * n) if t == 0 else out[t - 1].reshape(batch * n)
-        for k in range(batch * n):
-            a[k] = hp[k] * q[k]
+        rh[t] = reset[t]
+        if t > 0:
+            _multiply(rh[t], out[t - 1])
+        else:
+            _multiply(rh[t], h0)
     dhh = np.zeros((n, n), dtype=dtype)
     if start < steps:
         rows = rh.reshape((steps * batch, n))[start * batch :]
@@ -735,3 +778,425 @@ def _gru_backward(
     dhrz = np.empty((n, 2 * n), dtype=dtype)
     _weight_grad(h0, out, flat[:, n:], start, dhrz)
     return d, carry, dhh, dhrz
+
+
+# ----------------------------------------------------------------------
+# the operations
+
+
+def _cotangent(g, like):
+    """A zero array for disconnected output gradients."""
+    if isinstance(g.type, DisconnectedType):
+        return pt.zeros_like(like)
+    return g
+
+
+class _FusedOp(Op):
+    """Shared plumbing: dtype unification, shapes, and running the compiled loop.
+
+    Subclasses name their compiled loop in ``_kernel`` and the extra
+    (static) arguments it takes after the inputs in :meth:`_static`.
+    """
+
+    _kernel = None
+
+    def _tensors(self, *inputs):
+        inputs = [pt.as_tensor_variable(i) for i in inputs]
+        dtype = inputs[0].dtype
+        return [pt.cast(i, dtype) if i.dtype != dtype else i for i in inputs]
+
+    @staticmethod
+    def _seq_type(like, width=None):
+        return pt.TensorType(like.dtype, shape=(None, None, width))
+
+    def _static(self):
+        return ()
+
+    def perform(self, node, inputs, output_storage):
+        """Run the compiled loop on the input arrays."""
+        arrays = [np.ascontiguousarray(x) for x in inputs]
+        results = type(self)._kernel(*arrays, *self._static())
+        for storage, value in zip(output_storage, results):
+            storage[0] = value
+
+
+# ----------------------------------------------------------------------
+# RNN
+
+
+class RNNForward(_FusedOp):
+    """pre_t = xw_t + h_{t-1} hh; h_t = f(pre_t) over a whole sequence.
+
+    Inputs ``xw`` (T, B, n), ``h0`` (B, n), ``hh`` (n, n); outputs ``pre``
+    and ``out`` (T, B, n).
+    """
+
+    __props__ = ("activation", "truncate")
+    _kernel = _rnn_forward
+
+    def __init__(self, activation, truncate=-1):
+        self.activation = activation
+        self.truncate = truncate
+
+    def _static(self):
+        return (_CODES[self.activation],)
+
+    def make_node(self, xw, h0, hh):
+        xw, h0, hh = self._tensors(xw, h0, hh)
+        return Apply(self, [xw, h0, hh], [xw.type(), xw.type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0], shapes[0]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        xw, h0, hh = inputs
+        pre, out = outputs
+        dpre, dout = (_cotangent(g, o) for g, o in zip(cotangents, outputs))
+        dxw, dh0, dhh = RNNBackward(self.activation, self.truncate)(hh, h0, pre, out, dpre, dout)
+        return [dxw, dh0, dhh]
+
+
+class RNNBackward(_FusedOp):
+    """Reverse pass of :class:`RNNForward`: gradients of ``xw``, ``h0`` and ``hh``."""
+
+    __props__ = ("activation", "truncate")
+    _kernel = _rnn_backward
+
+    def __init__(self, activation, truncate=-1):
+        self.activation = activation
+        self.truncate = truncate
+
+    def _static(self):
+        return (_CODES[self.activation], self.truncate)
+
+    def make_node(self, hh, h0, pre, out, dpre, dout):
+        inputs = self._tensors(hh, h0, pre, out, dpre, dout)
+        matrix = pt.TensorType(inputs[0].dtype, shape=(None, None))
+        return Apply(self, inputs, [inputs[2].type(), matrix(), matrix()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[2], shapes[1], shapes[0]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]
+
+
+def rnn(layer, xw, h0):
+    """Fused forward pass of an :class:`RNN` layer.
+
+    Parameters
+    ----------
+    layer : :class:`theanets.layers.recurrent.RNN`
+    xw : tensor (time, batch, size)
+        Projected inputs ``x W_{xh} + b``, time-major, in input time order.
+    h0 : tensor (batch, size)
+        Initial state.
+
+    Returns
+    -------
+    pre, out : tensors (time, batch, size)
+        Time-major, in input time order.
+    """
+    op = RNNForward(_activation_name(layer), _truncate(layer))
+    seq = xw[::-1] if layer.backwards else xw
+    pre, out = op(seq, h0, layer.find("hh"))
+    if layer.backwards:
+        pre, out = pre[::-1], out[::-1]
+    return pre, out
+
+
+def _truncate(layer):
+    return -1 if layer.bptt_limit is None else int(layer.bptt_limit)
+
+
+# ----------------------------------------------------------------------
+# LSTM
+
+
+class LSTMForward(_FusedOp):
+    """The peephole LSTM recurrence over a whole sequence.
+
+    Inputs ``xw`` (T, B, 4n), ``h0``, ``c0`` (B, n), ``hh`` (n, 4n), ``ci``,
+    ``cf``, ``co`` (n) and ``b`` (4n). Outputs ``h``, ``c`` (T, B, n), and
+    the gate values ``[i, f, g, o]`` (T, B, 4n) and ``tanh(c)`` (T, B, n),
+    which only the gradient uses.
+    """
+
+    __props__ = ("truncate",)
+    _kernel = _lstm_forward
+
+    def __init__(self, truncate=-1):
+        self.truncate = truncate
+
+    def make_node(self, xw, h0, c0, hh, ci, cf, co, b):
+        inputs = self._tensors(xw, h0, c0, hh, ci, cf, co, b)
+        xw = inputs[0]
+        seq = self._seq_type(xw)
+        return Apply(self, inputs, [seq(), seq(), xw.type(), seq()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        steps, batch, _ = shapes[0]
+        n = shapes[1][1]
+        return [(steps, batch, n), (steps, batch, n), shapes[0], (steps, batch, n)]
+
+    def pullback(self, inputs, outputs, cotangents):
+        xw, h0, c0, hh, ci, cf, co, bias = inputs
+        hs, cs, gates, tanh_c = outputs
+        dh = _cotangent(cotangents[0], hs)
+        dc = _cotangent(cotangents[1], cs)
+        if not all(isinstance(g.type, DisconnectedType) for g in cotangents[2:]):
+            return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
+        back = LSTMBackward(self.truncate)
+        return back(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc)
+
+
+class LSTMBackward(_FusedOp):
+    """Reverse pass of :class:`LSTMForward`.
+
+    Outputs the gradients of ``xw``, ``h0``, ``c0``, ``hh``, ``ci``, ``cf``,
+    ``co`` and ``b``, in the order of the forward op's inputs.
+    """
+
+    __props__ = ("truncate",)
+    _kernel = _lstm_backward
+
+    def __init__(self, truncate=-1):
+        self.truncate = truncate
+
+    def _static(self):
+        return (self.truncate,)
+
+    def make_node(self, hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc):
+        inputs = self._tensors(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc)
+        dtype = inputs[0].dtype
+        matrix = pt.TensorType(dtype, shape=(None, None))
+        vector = pt.TensorType(dtype, shape=(None,))
+        outputs = [inputs[8].type(), matrix(), matrix(), matrix()] + [vector() for _ in range(4)]
+        return Apply(self, inputs, outputs)
+
+    def infer_shape(self, fgraph, node, shapes):
+        n = shapes[1]
+        return [shapes[8], shapes[4], shapes[5], shapes[0], n, n, n, (4 * n[0],)]
+
+    def pullback(self, inputs, outputs, cotangents):
+        return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]
+
+
+def lstm(layer, xw, h0, c0):
+    """Fused forward pass of an :class:`LSTM` layer.
+
+    Parameters
+    ----------
+    layer : :class:`theanets.layers.recurrent.LSTM`
+    xw : tensor (time, batch, 4 size)
+        Projected inputs ``x W_{xh}`` (without the bias, which the loop
+        adds), time-major, in input time order.
+    h0, c0 : tensors (batch, size)
+        Initial hidden and cell states.
+
+    Returns
+    -------
+    out, cell : tensors (time, batch, size)
+    """
+    op = LSTMForward(_truncate(layer))
+    seq = xw[::-1] if layer.backwards else xw
+    peep = [layer.find("ci"), layer.find("cf"), layer.find("co")]
+    out, cell, _, _ = op(seq, h0, c0, layer.find("hh"), *peep, layer.find("b"))
+    if layer.backwards:
+        out, cell = out[::-1], cell[::-1]
+    return out, cell
+
+
+# ----------------------------------------------------------------------
+# GRU
+
+
+class GRUForward(_FusedOp):
+    """The GRU recurrence over a whole sequence.
+
+    Inputs ``xw`` (T, B, 3n) holding the candidate, reset and update
+    projections, ``h0`` (B, n), ``hh`` (n, n) and ``hrz`` = ``[hr, hz]``
+    (n, 2n). Outputs ``pre``, ``hid``, ``rate``, ``out`` and the reset
+    gates ``r`` (T, B, n), which only the gradient uses.
+    """
+
+    __props__ = ("activation", "truncate")
+    _kernel = _gru_forward
+
+    def __init__(self, activation, truncate=-1):
+        self.activation = activation
+        self.truncate = truncate
+
+    def _static(self):
+        return (_CODES[self.activation],)
+
+    def make_node(self, xw, h0, hh, hrz):
+        inputs = self._tensors(xw, h0, hh, hrz)
+        seq = self._seq_type(inputs[0])
+        return Apply(self, inputs, [seq() for _ in range(5)])
+
+    def infer_shape(self, fgraph, node, shapes):
+        steps, batch, _ = shapes[0]
+        return [(steps, batch, shapes[1][1])] * 5
+
+    def pullback(self, inputs, outputs, cotangents):
+        xw, h0, hh, hrz = inputs
+        pre, hid, rate, out, reset = outputs
+        if not isinstance(cotangents[4].type, DisconnectedType):
+            return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
+        dpre, dhid, drate, dout = (_cotangent(g, o) for g, o in zip(cotangents[:4], outputs[:4]))
+        back = GRUBackward(self.activation, self.truncate)
+        return back(hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout)
+
+
+class GRUBackward(_FusedOp):
+    """Reverse pass of :class:`GRUForward`: gradients of ``xw``, ``h0``, ``hh`` and ``hrz``."""
+
+    __props__ = ("activation", "truncate")
+    _kernel = _gru_backward
+
+    def __init__(self, activation, truncate=-1):
+        self.activation = activation
+        self.truncate = truncate
+
+    def _static(self):
+        return (_CODES[self.activation], self.truncate)
+
+    def make_node(self, *inputs):
+        inputs = self._tensors(*inputs)
+        matrix = pt.TensorType(inputs[0].dtype, shape=(None, None))
+        return Apply(self, inputs, [self._seq_type(inputs[0])(), matrix(), matrix(), matrix()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        steps, batch, n = shapes[3]
+        return [(steps, batch, 3 * n), shapes[2], shapes[0], shapes[1]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        return [grad_not_implemented(self, i, v) for i, v in enumerate(inputs)]
+
+
+def gru(layer, xw, h0):
+    """Fused forward pass of a :class:`GRU` layer.
+
+    Parameters
+    ----------
+    layer : :class:`theanets.layers.recurrent.GRU`
+    xw : tensor (time, batch, 3 size)
+        Projected inputs ``x W + b``, time-major, in input time order.
+    h0 : tensor (batch, size)
+        Initial state.
+
+    Returns
+    -------
+    pre, hid, rate, out : tensors (time, batch, size)
+    """
+    op = GRUForward(_activation_name(layer), _truncate(layer))
+    seq = xw[::-1] if layer.backwards else xw
+    hrz = pt.concatenate([layer.find("hr"), layer.find("hz")], axis=1)
+    pre, hid, rate, out, _ = op(seq, h0, layer.find("hh"), hrz)
+    result = [pre, hid, rate, out]
+    if layer.backwards:
+        result = [r[::-1] for r in result]
+    return result
+
+
+# ----------------------------------------------------------------------
+# PyTensor's Numba backend
+
+
+def _register_numba():
+    """Compile the ops into PyTensor's Numba graphs (instead of object-mode calls).
+
+    Each op becomes a small Numba function that makes its inputs contiguous
+    and calls the op's compiled loop with the op's static arguments; the
+    cache key is the op's props, so PyTensor's Numba cache can keep whole
+    training graphs.
+    """
+    try:
+        from pytensor.link.numba.dispatch.basic import (
+            numba_njit,
+            register_funcify_default_op_cache_key,
+        )
+    except ImportError:  # pragma: no cover - an older PyTensor
+        return
+
+    contiguous = np.ascontiguousarray
+
+    @register_funcify_default_op_cache_key(RNNForward)
+    def _rnn_fw(op, node=None, **kwargs):
+        code = _CODES[op.activation]
+
+        @numba_njit
+        def rnn_forward(xw, h0, hh):
+            return _rnn_forward(contiguous(xw), contiguous(h0), contiguous(hh), code)
+
+        return rnn_forward, _NUMBA_VERSION
+
+    @register_funcify_default_op_cache_key(RNNBackward)
+    def _rnn_bw(op, node=None, **kwargs):
+        code, truncate = _CODES[op.activation], op.truncate
+
+        @numba_njit
+        def rnn_backward(hh, h0, pre, out, dpre, dout):
+            return _rnn_backward(
+                contiguous(hh), contiguous(h0), contiguous(pre), contiguous(out),
+                contiguous(dpre), contiguous(dout), code, truncate,
+            )  # fmt: skip
+
+        return rnn_backward, _NUMBA_VERSION
+
+    @register_funcify_default_op_cache_key(LSTMForward)
+    def _lstm_fw(op, node=None, **kwargs):
+        @numba_njit
+        def lstm_forward(xw, h0, c0, hh, ci, cf, co, b):
+            return _lstm_forward(
+                contiguous(xw), contiguous(h0), contiguous(c0), contiguous(hh),
+                contiguous(ci), contiguous(cf), contiguous(co), contiguous(b),
+            )  # fmt: skip
+
+        return lstm_forward, _NUMBA_VERSION
+
+    @register_funcify_default_op_cache_key(LSTMBackward)
+    def _lstm_bw(op, node=None, **kwargs):
+        truncate = op.truncate
+
+        @numba_njit
+        def lstm_backward(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc):
+            return _lstm_backward(
+                contiguous(hh), contiguous(ci), contiguous(cf), contiguous(co),
+                contiguous(h0), contiguous(c0), contiguous(hs), contiguous(cs),
+                contiguous(gates), contiguous(tanh_c), contiguous(dh), contiguous(dc),
+                truncate,
+            )  # fmt: skip
+
+        return lstm_backward, _NUMBA_VERSION
+
+    @register_funcify_default_op_cache_key(GRUForward)
+    def _gru_fw(op, node=None, **kwargs):
+        code = _CODES[op.activation]
+
+        @numba_njit
+        def gru_forward(xw, h0, hh, hrz):
+            return _gru_forward(
+                contiguous(xw), contiguous(h0), contiguous(hh), contiguous(hrz), code
+            )
+
+        return gru_forward, _NUMBA_VERSION
+
+    @register_funcify_default_op_cache_key(GRUBackward)
+    def _gru_bw(op, node=None, **kwargs):
+        code, truncate = _CODES[op.activation], op.truncate
+
+        @numba_njit
+        def gru_backward(hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout):
+            return _gru_backward(
+                contiguous(hh), contiguous(hrz), contiguous(h0), contiguous(pre),
+                contiguous(hid), contiguous(rate), contiguous(out), contiguous(reset),
+                contiguous(dpre), contiguous(dhid), contiguous(drate), contiguous(dout),
+                code, truncate,
+            )  # fmt: skip
+
+        return gru_backward, _NUMBA_VERSION
+
+
+_register_numba()

@@ -49,6 +49,7 @@ from .base import Layer, _full_output_name, dot_last_axis
 __all__ = [
     "Recurrent",
     "RNN",
+    "BCRNN",
     "RRNN",
     "MRNN",
     "LSTM",
@@ -203,8 +204,8 @@ class Recurrent(Layer):
         if len(shape) != 2:
             raise util.ConfigurationError(
                 f"layer {self.name!r}: a {type(self).__name__} layer needs input of shape "
-                f"(batch, time, features), but {self.input_name!r} has examples of shape {shape}; use a "
-                "model from theanets.recurrent"
+                f"(batch, time, features), but {self.input_name!r} has examples of shape "
+                f"{shape}; use a model from theanets.recurrent"
             )
         if self.size is None:
             raise util.ConfigurationError(f"layer {self.name!r} needs a size")
@@ -442,6 +443,88 @@ class RNN(Recurrent):
             pre, out = self._scan(step, [xw], [None, h0], [self.find("hh")])
         pre, out = self._batch_major(pre, out)
         return dict(pre=pre, out=out)
+
+
+class BCRNN(RNN):
+    """A blocked cascading recurrent layer (upstream master's ``bcrnn``).
+
+    The units form ``num_modules`` equal blocks. Block :math:`j` receives
+    recurrent input only from blocks :math:`i \\ge j` (a block-triangular mask
+    :math:`M` on :math:`W_{hh}`), and each block's pre-activation moves at its
+    own fixed rate :math:`\\rho_j`, from nearly 0 for the first block to
+    nearly 1 for the last:
+
+    .. math::
+        \\begin{aligned}
+        \\tilde z_t &= x_t W_{xh} + b + h_{t-1} (W_{hh} \\odot M) \\\\
+        z_t &= \\rho \\odot z_{t-1} + (1 - \\rho) \\odot \\tilde z_t,
+        \\qquad h_t = f(z_t)
+        \\end{aligned}
+
+    with :math:`\\rho_j = 1 - 10^{u_j}` for :math:`u` evenly spaced from
+    :math:`-10^{-4}` to :math:`-6`. Both :math:`z_0` and :math:`h_0` start
+    from ``h_0`` (zeros by default).
+
+    Parameters
+    ----------
+    num_modules : int
+        Number of blocks; ``size`` must be a multiple of it.
+
+    Notes
+    -----
+    Parameters: ``xh``, ``hh``, ``b`` (as :class:`RNN`). Outputs: ``pre``
+    (:math:`z_t`) and ``out`` (:math:`h_t`).
+    """
+
+    _HAS_FUSED = False
+
+    def __init__(self, num_modules=None, **kwargs):
+        name = kwargs.get("name")
+        if isinstance(num_modules, bool) or not isinstance(num_modules, numbers.Integral):
+            raise util.ConfigurationError(
+                f"layer {name!r}: a BCRNN layer needs num_modules, a positive integer; got "
+                f"{num_modules!r}"
+            )
+        if num_modules <= 0:
+            raise util.ConfigurationError(
+                f"layer {name!r}: num_modules must be a positive integer, got {num_modules!r}"
+            )
+        self.num_modules = int(num_modules)
+        super().__init__(**kwargs)
+        if self.size is not None and self.size % self.num_modules:
+            raise util.ConfigurationError(
+                f"layer {self.name!r}: size {self.size} must be a multiple of num_modules "
+                f"({self.num_modules})"
+            )
+
+    def _mask_and_rates(self):
+        n = self.size // self.num_modules
+        mask = np.zeros((self.size, self.size), dtype=pytensor.config.floatX)
+        rates = np.zeros(self.size, dtype=pytensor.config.floatX)
+        for j, rate in enumerate(1 - np.logspace(-1e-4, -6, self.num_modules)):
+            mask[j * n :, j * n : (j + 1) * n] = 1
+            rates[j * n : (j + 1) * n] = rate
+        return mask, rates
+
+    def transform(self, inputs):
+        """Compute ``pre`` and ``out`` for every time step."""
+        x_tm = _time_major(self._only_input(inputs))
+        h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
+        xw = self._project(x_tm, self.find("xh"), self.find("b"))
+        mask, rates = (pt.constant(v) for v in self._mask_and_rates())
+
+        def step(xw_t, pre_prev, h_prev, hh, *act):
+            pre = rates * pre_prev + (1 - rates) * (xw_t + pt.dot(h_prev, hh * mask))
+            return [pre, self._inner_activate(pre, act)]
+
+        pre, out = self._scan(step, [xw], [h0, h0], [self.find("hh")])
+        pre, out = self._batch_major(pre, out)
+        return dict(pre=pre, out=out)
+
+    def _spec_extra(self):
+        spec = super()._spec_extra()
+        spec["num_modules"] = self.num_modules
+        return spec
 
 
 class RRNN(Recurrent):

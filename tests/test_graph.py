@@ -297,7 +297,7 @@ def test_malicious_pickle_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "spec, match",
     [
-        ([3, (4, "lstmm")], "'lstmm' is neither a layer form nor an activation. Did you mean 'lstm'"),
+        ([3, (4, "lstmm")], "'lstmm' is neither a layer form nor an activation.*'lstm'"),
         ([3, dict(size=4, form="feedfwd")], "unknown layer 'feedfwd'.*Did you mean 'feedforward'"),
         ([3, (4, "rleu")], "Did you mean 'relu'"),
         ([3, dict(size=4, stdd=0.1)], "unknown keyword argument 'stdd'.*Did you mean 'std'"),

@@ -718,8 +718,9 @@ class Network:
         for axis, (want, got) in enumerate(zip((None, *layer.output_shape), array.shape)):
             if want is not None and want != got:
                 raise ValueError(
-                    f"{what}: input layer {layer.name!r} expects shape {(None, *layer.output_shape)}, got "
-                    f"{array.shape} (axis {axis} should be {want})"
+                    f"{what}: input layer {layer.name!r} expects shape "
+                    f"{(None, *layer.output_shape)}, got {array.shape} "
+                    f"(axis {axis} should be {want})"
                 )
         if layer.sparse:
             return scipy.sparse.csr_matrix(array, dtype=layer.variable.dtype).asformat(layer.sparse)

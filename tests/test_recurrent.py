@@ -409,3 +409,14 @@ def test_predict_sequence_errors_are_raised_at_the_call(fixed_model, args, kwarg
 def test_predict_sequence_needs_one_hot_inputs():
     with pytest.raises(ConfigurationError, match="one-hot"):
         recurrent.Classifier([3, (5, "rnn"), 4]).predict_sequence([1], 2)
+
+
+def test_predict_sequence_with_more_input_features_than_classes():
+    """Upstream wrote the labels one-hot into the first columns of a wider input."""
+    net = theanets.recurrent.Classifier([7, (8, "rnn"), 6])
+    labels = list(net.predict_sequence([0, 1, 2], 5, rng=13))
+    assert len(labels) == 5 and all(0 <= label < 6 for label in labels)
+    assert labels == list(net.predict_sequence([0, 1, 2], 5, rng=13))
+    narrow = theanets.recurrent.Classifier([4, (8, "rnn"), 6])
+    with pytest.raises(ConfigurationError, match="at least as many features as there are classes"):
+        list(narrow.predict_sequence([0, 1], 3))

@@ -138,10 +138,11 @@ class Classifier(_SequenceData, feedforward.Classifier):
         """
         k = self.num_classes
         size = self.layers[0].output_shape[-1]
-        if size != k:
+        if size < k:
             raise util.ConfigurationError(
-                f"predict_sequence needs a model whose input size equals its number of classes "
-                f"(one-hot inputs); this one reads {size} features for {k} classes"
+                f"predict_sequence writes each label one-hot into the input, so the input needs "
+                f"at least as many features as there are classes; this model reads {size} "
+                f"features for {k} classes"
             )
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size == 0 or labels.dtype.kind not in "iu":
@@ -158,7 +159,8 @@ class Classifier(_SequenceData, feedforward.Classifier):
         """Generator behind :meth:`predict_sequence` (arguments already checked)."""
         primed = len(labels)
         rows = np.arange(max(2, streams))
-        buffer = np.zeros((len(rows), primed + steps, self.num_classes), self.inputs[0].dtype)
+        size = self.layers[0].output_shape[-1]
+        buffer = np.zeros((len(rows), primed + steps, size), self.inputs[0].dtype)
         buffer[:, np.arange(primed), labels] = 1
         for t in range(primed, primed + steps):
             probs = self.predict_proba(buffer[:, :t])[:, -1]

@@ -4,7 +4,11 @@ Compares, side by side in one run with interleaved repetitions:
 
 1. a 784-512-512-10 classifier training step (batch 128, float32, SGD with
    momentum): ``net.itertrain`` vs a hand-written PyTensor step on the same
-   graph vs PyTorch on the CPU; plus the wall time of one epoch;
+   graph, compiled in the mode theanets chose (:mod:`theanets.backend`) and in
+   PyTensor's default mode (Numba), vs PyTorch on the CPU; plus theanets' own
+   compiled step called in a bare loop, which separates the cost of the
+   training loop (batching, checks, monitors) from that of the compiled graph;
+   and the wall time of one epoch;
 2. ``predict`` latency at batch 1 and throughput at batch 4096 vs PyTorch's
    ``no_grad`` forward pass;
 3. the first call of ``train`` (graph build + compile) with a warm and a cold
@@ -16,10 +20,19 @@ Run ``python benchmarks/bench_mlp.py``; results go to ``benchmarks/results.json`
 
 import argparse
 import json
+import statistics
 import tempfile
 
 import numpy as np
-from _common import interleaved, ratio, record, run_python, set_float32, torch_or_none
+from _common import (
+    interleaved,
+    interleaved_times,
+    ratio,
+    record,
+    run_python,
+    set_float32,
+    torch_or_none,
+)
 
 SIZES = [784, 512, 512, 10]
 BATCH = 128
@@ -52,7 +65,19 @@ def theanets_epoch(x, y):
     return net, lambda: next(run)
 
 
-def pytensor_epoch(x, y, params):
+def bare_step_epoch(net, x, y):
+    """One epoch of theanets' compiled training step, called in a plain loop."""
+    (opt,) = net._optimizers.values()
+    (step,) = opt._step_fns.values()
+
+    def epoch():
+        for i in range(0, len(x), BATCH):
+            step(x[i : i + BATCH], y[i : i + BATCH])
+
+    return epoch
+
+
+def pytensor_epoch(x, y, params, mode=None):
     """One epoch of a hand-written PyTensor SGD+momentum step on the same graph."""
     import pytensor
     import pytensor.tensor as pt
@@ -71,7 +96,7 @@ def pytensor_epoch(x, y, params):
         velocity = pytensor.shared(np.zeros_like(param.get_value()))
         step = MOMENTUM * velocity - LEARNING_RATE * grad
         updates += [(velocity, step), (param, param + step)]
-    fn = pytensor.function([xs, ys], loss, updates=updates)
+    fn = pytensor.function([xs, ys], loss, updates=updates, mode=mode)
 
     def epoch():
         for i in range(0, len(x), BATCH):
@@ -164,16 +189,24 @@ def main(argv=None):
     x, y = make_data(rng)
 
     net, ours = theanets_epoch(x, y)
+    import theanets
+
+    mode = theanets.backend.choose_mode()
     params = [p.get_value() for p in net.params]
     contenders = {
         "theanets": ours,
-        "pytensor": pytensor_epoch(x, y, params),
+        "theanets_bare_step": bare_step_epoch(net, x, y),
+        "pytensor": pytensor_epoch(x, y, params, mode=mode),
+        "pytensor_numba": pytensor_epoch(x, y, params, mode="NUMBA"),
         "torch": torch_epoch(torch, x, y, params) if torch else None,
     }
-    epoch = interleaved(contenders, repeats=args.repeats)
+    epoch_times = interleaved_times(contenders, repeats=args.repeats)
+    epoch = {k: statistics.median(v) for k, v in epoch_times.items()}
     step_ms = {k: 1000 * v / BATCHES for k, v in epoch.items()}
-
-    import theanets  # noqa: F401  (already imported by theanets_epoch)
+    spread_ms = {
+        k: [round(1000 * min(v) / BATCHES, 3), round(1000 * max(v) / BATCHES, 3)]
+        for k, v in epoch_times.items()
+    }
 
     x1 = x[:1]
     xl = np.repeat(x, 2, axis=0)[:4096]
@@ -192,23 +225,31 @@ def main(argv=None):
     latency = interleaved(predict, repeats=200, warmup=5)
     bulk = interleaved(throughput, repeats=args.repeats, warmup=1)
 
+    def last_line(out):  # the child's log lines come first
+        return [float(v) for v in out.strip().splitlines()[-1].split()]
+
     run_python(FIRST_CALL)  # warm the compile cache
-    warm = [float(v) for v in run_python(FIRST_CALL).split()]
+    warm = last_line(run_python(FIRST_CALL))
     with tempfile.TemporaryDirectory() as cold_dir:
         cold_env = {
             "PYTENSOR_FLAGS": f"base_compiledir={cold_dir}",
+            "NUMBA_CACHE_DIR": f"{cold_dir}/numba-cache",
         }
-        cold = [float(v) for v in run_python(FIRST_CALL, env=cold_env).split()]
+        cold = last_line(run_python(FIRST_CALL, env=cold_env))
 
     # Peak resident memory of a whole process that trains the MLP (imports included).
-    memory = {"theanets": float(run_python(MEMORY.format(which="theanets")))}
+    memory = {"theanets": last_line(run_python(MEMORY.format(which="theanets")))[0]}
     if torch:
-        memory["torch"] = float(run_python(MEMORY.format(which="torch")))
+        memory["torch"] = last_line(run_python(MEMORY.format(which="torch")))[0]
 
     results = {
         "train_step_ms": {k: round(v, 3) for k, v in step_ms.items()},
+        "train_step_ms_min_max": spread_ms,
         "train_epoch_s": {k: round(v, 4) for k, v in epoch.items()},
+        "mode": str(mode),
         "train_ratio_vs_pytensor": ratio(step_ms["theanets"], step_ms["pytensor"]),
+        "train_ratio_vs_pytensor_numba": ratio(step_ms["theanets"], step_ms["pytensor_numba"]),
+        "train_loop_ratio_vs_bare_step": ratio(step_ms["theanets"], step_ms["theanets_bare_step"]),
         "train_ratio_vs_torch": ratio(step_ms["theanets"], step_ms.get("torch")),
         "predict_b1_us": {k: round(1e6 * v, 1) for k, v in latency.items()},
         "predict_b1_ratio_vs_torch": ratio(latency["theanets_b1"], latency.get("torch_b1")),

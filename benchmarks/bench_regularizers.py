@@ -14,8 +14,10 @@ dropout and noise).
   new user gets): the plain step against ``contractive`` on ``hid1:out``,
   ``hid2:out`` and ``hid3:out`` (each alone) and the default
   ``contractive=0.1`` (every hidden layer). Timed with the default number
-  of BLAS threads and with one thread; the time to compile the step and run
-  it once is reported too.
+  of BLAS threads and with one thread (through ``threadpoolctl`` when it is
+  installed); the time to compile each step and run it once, and the first
+  ``itertrain`` epoch of a new network (compiling included), are reported
+  too.
 
 Configurations are timed in interleaved rounds, so slow drifts of a shared
 machine hit them all alike; the median time per step of each is printed
@@ -27,11 +29,12 @@ Usage::
     python benchmarks/bench_regularizers.py [--rounds 7] [--steps 20]
         [--activation sigmoid] [--jacobian] [--only shallow|deep]
 
-``--jacobian`` also times the contractive penalty computed through the
-general path (the vectorized Jacobian of
-:func:`pytensor.gradient.jacobian`) instead of the chain rule, to show why
-the chain rule is used where it applies; on the deep model this takes
-minutes to compile.
+``--jacobian`` also times the contractive penalty as it was computed before
+the chain rule was used beyond the first layer: the full Jacobian from
+:func:`pytensor.gradient.jacobian` (vectorized), on the shallow model
+instead of the closed form and on the deep model for ``hid2:out``,
+``hid3:out`` and the default pattern (about a minute to compile each); the
+deep rows then also give ``speedup_vs_jacobian``.
 """
 
 import argparse
@@ -44,11 +47,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+# theanets before PyTensor: it points PyTensor's C backend at a BLAS
+import theanets  # noqa: E402, I001
 import numpy as np  # noqa: E402
 import pytensor  # noqa: E402
 from _common import interleaved_times, record  # noqa: E402
 
-import theanets  # noqa: E402
 from theanets import optimizers  # noqa: E402
 from theanets import regularizers as R  # noqa: E402
 
@@ -71,20 +75,31 @@ DEEP_CONFIGS = [
 ]
 
 
+def step_mode():
+    """The mode theanets compiles its own functions with (PyTensor's default if it has none)."""
+    backend = getattr(theanets, "backend", None)
+    return backend.choose_mode() if backend is not None else None
+
+
 def build_step(net, kwargs, learning_rate=0.01):
     """Compile one SGD training step for the network with these regularizers."""
     loss = net.loss(**kwargs)
     opt = optimizers.build("sgd", loss, net.params, net.variables)
     updates = list(net.updates(**kwargs)) + list(opt.get_updates(learning_rate=learning_rate))
-    return pytensor.function(net.variables, loss, updates=updates)
+    return pytensor.function(net.variables, loss, updates=updates, mode=step_mode())
 
 
 @contextlib.contextmanager
-def general_path():
-    """Make the contractive penalty form the full Jacobian (no chain rule, no closed form)."""
+def general_path(closed_form=True):
+    """Build contractive penalties without the chain rule, as before it was used.
+
+    The first layer keeps its closed form unless ``closed_form`` is False;
+    everything else forms the full Jacobian.
+    """
     saved = R._chain_norms, R._closed_form_norm
     R._chain_norms = lambda zs, xs, mode=None: [None] * len(zs)
-    R._closed_form_norm = lambda z, xs: None
+    if not closed_form:
+        R._closed_form_norm = lambda z, xs: None
     try:
         yield
     finally:
@@ -157,7 +172,7 @@ def shallow(args):
         configs = list(CONFIGS)
         steps, _ = compile_steps(net, configs, batches[0])
         if args.jacobian:
-            with general_path():
+            with general_path(closed_form=False):
                 steps.update(
                     compile_steps(net, [("contractive (jacobian)", CONFIGS[-1][1])], batches[0])[0]
                 )
@@ -172,6 +187,16 @@ def shallow(args):
     return summarize(times, "none")
 
 
+def first_epoch(kwargs, batch, batches=10):
+    """Seconds for a new network's first ``itertrain`` epoch (compiling, validating, training)."""
+    net = theanets.Autoencoder(DEEP_LAYERS)
+    data = np.random.default_rng(1).uniform(size=(batch * batches, 256))
+    start = time.perf_counter()
+    run = net.itertrain([data], algo="sgd", batch_size=batch, validate_every=100, **kwargs)
+    next(run)
+    return round(time.perf_counter() - start, 2)
+
+
 def deep(args):
     """The contractive penalty on the 256-128-64-128-256 autoencoder, default float type."""
     net = theanets.Autoencoder(DEEP_LAYERS)
@@ -183,26 +208,35 @@ def deep(args):
     if args.jacobian:
         with general_path():
             more, seconds = compile_steps(
-                net, [("hid2:out (jacobian)", DEEP_CONFIGS[2][1])], batches[0]
+                net, [(f"{name} (jacobian)", kw) for name, kw in DEEP_CONFIGS[2:]], batches[0]
             )
         steps.update(more)
         compile_s.update(seconds)
-    # about the same wall time per round for every configuration
-    counts = {
-        name: args.steps if name in ("plain", "hid1:out") else max(2, args.steps // 4)
-        for name in steps
-    }
-    if args.jacobian:
-        counts["hid2:out (jacobian)"] = 1
+    # fewer steps per round for the slow configurations
+    counts = {name: args.steps if name in ("plain", "hid1:out") else 2 for name in steps}
     results = dict(
         network=f"256-128-64-128-256 sigmoid autoencoder, batch {args.batch}, {dtype}, sgd",
+        mode=str(step_mode() or pytensor.config.mode),
         compile_and_first_step_s=compile_s,
+        first_epoch_s=dict(plain=first_epoch({}, args.batch)),
     )
+    results["first_epoch_s"]["default"] = first_epoch(dict(contractive=0.1), args.batch)
+    if args.jacobian:
+        with general_path():
+            results["first_epoch_s"]["default (jacobian)"] = first_epoch(
+                dict(contractive=0.1), args.batch
+            )
+    print("first epoch of a new network (s):", results["first_epoch_s"])
     for label, threads in (("threads_default", None), ("threads_1", 1)):
         with thread_limit(threads) if threads else contextlib.nullcontext():
             times = time_steps(steps, batches, args.rounds, counts)
         print(f"\ndeep: {results['network']}, {label}")
         results[label] = summarize(times, "plain")
+        for name in list(times):
+            if name.endswith(" (jacobian)"):
+                chain = name[: -len(" (jacobian)")]
+                speedup = results[label][name]["ms"] / results[label][chain]["ms"]
+                results[label][chain]["speedup_vs_jacobian"] = round(speedup, 2)
         for param, value in zip(net.params, initial, strict=True):
             param.set_value(value)
     return results
@@ -223,7 +257,7 @@ def main(argv=None):
         help="also time contractive through the general Jacobian path",
     )
     args = parser.parse_args(argv)
-    print(f"pytensor {pytensor.__version__}, mode {pytensor.config.mode}")
+    print(f"pytensor {pytensor.__version__}, mode {step_mode() or pytensor.config.mode}")
     results = {}
     if args.only != "deep":
         results["shallow"] = shallow(args)

@@ -15,7 +15,14 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = ["bench_mlp.py", "bench_regularizers.py", "bench_recurrent.py", "bench_convolution.py"]
+SCRIPTS = [
+    "bench_mlp.py",
+    "bench_regularizers.py",
+    "bench_recurrent.py",
+    "bench_convolution.py",
+    "bench_jax.py",
+    "bench_compile.py",
+]
 
 
 def flatten(prefix, value, rows):

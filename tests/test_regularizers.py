@@ -363,6 +363,198 @@ def test_contractive_wrt_nothing_is_zero(net3, data):
     assert reg.loss(net3.layers, net3.build_graph([reg])[0]) == 0
 
 
+# the chain rule through several layers, and the general path where it does not apply
+
+LEARNABLE_ACT = dict(
+    prelu=lambda z, p: np.maximum(z, 0) + np.exp(p("leak")) * np.minimum(z, 0),
+    lgrelu=lambda z, p: np.exp(p("gain")) * np.maximum(z, 0) + np.exp(p("leak")) * np.minimum(z, 0),
+    elu=lambda z, p: np.where(z >= 0, z, np.exp(p("gain")) * np.expm1(np.minimum(z, 0))),
+)
+
+
+def np_chain(net, acts):
+    """NumPy forward pass of a dense/tied chain; activations may be learnable or softmax."""
+
+    def activate(layer, act, z):
+        if act == "softmax":
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        if act in ACT:
+            return ACT[act](z)
+        params = {param.name: param.get_value() for param in net.params}
+        return LEARNABLE_ACT[act](z, lambda name: params[f"{layer.name}.{name}"])
+
+    def forward(x):
+        out, h = {}, x
+        for layer, act in zip(net.layers[1:], acts, strict=True):
+            if isinstance(layer, theanets.layers.Tied):
+                w = _param(net, layer.partner.name, "w").T
+            else:
+                w = _param(net, layer.name, "w")
+            h = activate(layer, act, h @ w + _param(net, layer.name, "b"))
+            out[layer.output_name] = h
+        return out
+
+    return forward
+
+
+def fd_norm(forward, x, name, eps=1e-6):
+    """Mean over examples of the squared Frobenius norm of d forward(x)[name] / d x, by
+    central differences, one example at a time."""
+    total = 0.0
+    for n in range(len(x)):
+        for d in range(x.shape[1]):
+            e = np.zeros_like(x[n : n + 1])
+            e[0, d] = eps
+            col = forward(x[n : n + 1] + e)[name] - forward(x[n : n + 1] - e)[name]
+            total += np.sum(np.square(col / (2 * eps)))
+    return total / len(x)
+
+
+def _jitter(net, seed):
+    """Move every parameter away from its initial value (leaks and gains matter then)."""
+    rng = np.random.default_rng(seed)
+    for param in net.params:
+        value = param.get_value()
+        param.set_value(value + rng.normal(scale=0.3, size=value.shape))
+
+
+@pytest.fixture(scope="module")
+def learnable_ae():
+    """A float64 autoencoder 3 - 5 prelu - 4 elu - tied 5 lgrelu - tied 3 (linear)."""
+    with pytensor.config.change_flags(**F64):
+        net = theanets.Autoencoder(
+            [3, (5, "prelu"), (4, "elu"), ("tied", 5, "lgrelu"), ("tied", 3)]
+        )
+    _jitter(net, 5)
+    return net
+
+
+@pytest.mark.parametrize("mode", [None, "jacobian", "gram"])
+def test_contractive_chain_against_finite_differences(mode, net3, learnable_ae, data):
+    cases = [
+        (net3, ["tanh", "sigmoid", "relu", "linear"]),
+        (learnable_ae, ["prelu", "elu", "lgrelu", "linear"]),
+    ]
+    for net, acts in cases:
+        names = ["hid1:out", "hid2:out", "hid3:out", "out:out"]
+        outputs, _ = net.build_graph([])
+        totals = R._chain_norms([outputs[n] for n in names], net.inputs, mode=mode)
+        assert all(t is not None for t in totals)
+        got = evaluate(net, [t / len(data) for t in totals], data)
+        for name, value in zip(names, got, strict=True):
+            expected = fd_norm(np_chain(net, acts), data, name)
+            assert value == pytest.approx(expected, rel=1e-6), (net.layers[1].name, name, mode)
+
+
+def _deep_ae(acts=("sigmoid", "tanh", "sigmoid")):
+    with pytensor.config.change_flags(**F64):
+        net = theanets.Autoencoder(
+            [6, (5, acts[0]), (4, acts[1]), ("tied", 5, acts[2]), ("tied", 6)]
+        )
+    _jitter(net, 2)
+    return net
+
+
+def test_contractive_deep_chain_skips_the_full_jacobian(monkeypatch, data):
+    net = _deep_ae()
+    x = np.random.default_rng(8).normal(size=(7, 6))
+
+    def forbidden(z, xs):
+        raise AssertionError("the full Jacobian was formed")
+
+    monkeypatch.setattr(R, "_vectorized_norm", forbidden)
+    monkeypatch.setattr(R, "_closed_form_norm", forbidden)
+    forward = np_chain(net, ["sigmoid", "tanh", "sigmoid", "linear"])
+    fd = {n: fd_norm(forward, x, n) for n in ("hid1:out", "hid2:out", "hid3:out")}
+    # the default pattern (every hidden layer) and one deep layer, as keywords
+    base = net.loss_value(x)
+    value = net.loss_value(x, contractive=1.0) - base
+    assert value == pytest.approx(np.mean(list(fd.values())), rel=1e-6)
+    value = net.loss_value(x, contractive=dict(weight=1.0, pattern="hid3:out")) - base
+    assert value == pytest.approx(fd["hid3:out"], rel=1e-6)
+    # with dropout and noise rewriting the graph the chain still applies
+    regs = R.from_kwargs(net, contractive=1.0, input_dropout=0.2, hidden_noise=0.1)
+    outputs, _ = net.build_graph(regs)
+    regs[0].loss(net.layers, outputs)
+
+
+def test_contractive_chain_matches_full_jacobian_with_dropout_and_noise():
+    # the penalty is the Jacobian of the graph as dropout and noise rewrote it:
+    # both paths evaluated in one function see the same masks and noise
+    net = _deep_ae(("relu", "tanh", "sigmoid"))
+    x = np.random.default_rng(9).normal(size=(7, 6))
+    names = ["hid1:out", "hid2:out", "hid3:out"]
+    for kwargs in (
+        dict(input_dropout=0.3, hidden_dropout=0.3),
+        dict(input_noise=0.2, hidden_noise=0.2),
+    ):
+        outputs, _ = net.build_graph(R.from_kwargs(net, **kwargs))
+        zs = [outputs[n] for n in names]
+        exprs = [R.jacobian_norm(z, net.inputs, closed_form=False) for z in zs]
+        for mode in ("jacobian", "gram"):
+            exprs += [t / z.shape[0] for t, z in zip(R._chain_norms(zs, net.inputs, mode), zs)]
+        values = np.array(evaluate(net, exprs, x)).reshape(3, len(names))
+        np.testing.assert_allclose(values[1], values[0], rtol=1e-10)
+        np.testing.assert_allclose(values[2], values[0], rtol=1e-10)
+    plain = evaluate(net, R.jacobian_norm(net.build_graph([])[0]["hid2:out"], net.inputs), x)
+    assert values[0][1] != pytest.approx(plain)
+
+
+@pytest.mark.parametrize(
+    "middle",
+    [(5, "softmax"), (5, "maxout:2"), (5, "tanh+norm:z"), dict(size=5, inputs=["in", "hid1"])],
+)
+def test_contractive_general_path_elsewhere(monkeypatch, middle, data):
+    with pytensor.config.change_flags(**F64):
+        net = theanets.Regressor([3, (4, "tanh"), middle, (4, "tanh"), 2])
+    outputs, _ = net.build_graph([])
+    chain = R._chain_norms([outputs[f"hid{i}:out"] for i in (1, 2, 3)], net.inputs)
+    assert chain[0] is not None and chain[1] is None and chain[2] is None
+    calls = []
+    full = R._vectorized_norm
+    monkeypatch.setattr(R, "_vectorized_norm", lambda z, xs: calls.append(z) or full(z, xs))
+    value = term(net, R.Contractive(weight=1, pattern="hid3:out"), data)
+    assert len(calls) == 1
+    if middle == (5, "softmax"):
+        forward = np_chain(net, ["tanh", "softmax", "tanh", "linear"])
+        assert value == pytest.approx(fd_norm(forward, data, "hid3:out"), rel=1e-6)
+
+
+def test_contractive_chain_not_for_recurrent_outputs(seqnet):
+    outputs, _ = seqnet.build_graph([])
+    assert R._chain_norms([outputs["hid1:out"]], seqnet.inputs) == [None]
+
+
+def test_contractive_chain_mode_follows_multiplication_counts():
+    def sweep(layers, pattern, dtype="float64", **kwargs):
+        with pytensor.config.change_flags(floatX=dtype):
+            net = theanets.Autoencoder(layers)
+            outputs, _ = net.build_graph(R.from_kwargs(net, **kwargs))
+        xs = net.inputs
+        dep = R._dependents([outputs[p] for p in pattern], xs)
+        chains = [R._product_chain(outputs[p], dep, {id(x) for x in xs}) for p in pattern]
+        return R._ChainSweep(chains[0][0], [c[1] for c in chains]), outputs
+
+    hidden = ["hid1:out", "hid2:out", "hid3:out"]
+    big = [256, (128, "sigmoid"), (64, "sigmoid"), (128, "sigmoid"), 256]
+    # Jacobians: 256*128*64 + 256*64*128 per example; Gram matrices: 128*128*64 +
+    # 128*64*64 + 64*64*128 (the first one, W1^T W1, is shared by the batch)
+    assert sweep(big, hidden)[0].mode == "gram"
+    assert sweep(big, ["hid2:out"])[0].mode == "gram"
+    # with input dropout W1^T diag(s^2) W1 costs 256*128*128 more per example
+    assert sweep(big, hidden, input_dropout=0.1)[0].mode == "jacobian"
+    # three inputs: carrying the 3-row Jacobians is cheaper
+    assert sweep([3, (4, "tanh"), (5, "tanh"), ("tied", 4)], hidden[:2])[0].mode == "jacobian"
+    # float32 graphs stay float32 either way
+    for mode in ("jacobian", "gram"):
+        with pytensor.config.change_flags(floatX="float32"):
+            net = theanets.Autoencoder([4, (3, "tanh"), (2, "sigmoid"), ("tied", 3), ("tied", 4)])
+            outputs, _ = net.build_graph([])
+            (total,) = R._chain_norms([outputs["hid3:out"]], net.inputs, mode)
+        assert total.dtype == "float32"
+
+
 # ----------------------------------------------------------------------
 # recurrent penalties (on a 3-D network)
 

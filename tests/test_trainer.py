@@ -347,3 +347,36 @@ def test_progress_bar_option(regression_data, capsys):
     except ImportError:
         return
     assert "batch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algo", ["layerwise", "pretrain"])
+def test_training_again_reuses_stage_functions_with_the_same_results(
+    algo, regression_data, monkeypatch
+):
+    """A second layer-wise/pretraining call compiles nothing and matches fresh stages."""
+    import pytensor
+
+    compiled = []
+    real_function = pytensor.function
+
+    def counting(*args, **kwargs):
+        compiled.append(kwargs.get("name"))
+        return real_function(*args, **kwargs)
+
+    def train_twice():
+        net = theanets.Regressor([4, (5, "tanh"), (3, "sigmoid"), 3])
+        kwargs = dict(algo=algo, max_updates=3, batch_size=16, learning_rate=0.05)
+        net.train(list(regression_data), **kwargs)
+        first = len(compiled)
+        net.train(list(regression_data), **kwargs)
+        return [p.get_value() for p in net.params], first, len(compiled) - first
+
+    monkeypatch.setattr(pytensor, "function", counting)
+    params, first, again = train_twice()
+    assert first > 0 and again == 0
+    # the old way, a fresh stage network every call, gives the same parameters
+    monkeypatch.setattr(trainer, "_reused_stage", lambda network, key, build: build())
+    fresh, _, recompiled = train_twice()
+    assert recompiled > 0
+    for a, b in zip(params, fresh):
+        np.testing.assert_array_equal(a, b)

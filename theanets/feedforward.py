@@ -326,14 +326,13 @@ class Autoencoder(graph.Network):
         outputs, updates = self.build_graph(regs)
         if name not in outputs:
             raise util.ConfigurationError(f"decode: {name!r} is not an output of this network")
-        key = self._function_key(("decode", name, self._graph_key(regs)))
-        if key not in self._functions:
-            code = outputs[name]
-            replacement = code.type(name="code")
-            out = clone_replace(outputs[self.layers[-1].output_name], {code: replacement})
-            self._functions[key] = pytensor.function(
-                [replacement], out, updates=updates, on_unused_input="ignore"
-            )
+
+        def code_graph():
+            replacement = outputs[name].type(name="code")
+            out = clone_replace(outputs[self.layers[-1].output_name], {outputs[name]: replacement})
+            return [replacement], out
+
+        fn = self._compile(("decode", name, self._graph_key(regs)), code_graph, None, updates)
         code_type = outputs[name].type
         z = np.asarray(z)
         if z.dtype.kind not in "biuf":
@@ -342,7 +341,7 @@ class Autoencoder(graph.Network):
         want = code_type.ndim
         if z.ndim != want:
             raise ValueError(f"decode: codes for {name!r} must be {want}-D, got shape {z.shape}")
-        return self._functions[key](z)
+        return fn(z)
 
     def score(self, x, w=None, **kwargs):
         """Return the :math:`R^2` of the reconstruction of ``x``.

@@ -18,6 +18,7 @@ import pytensor.tensor as pt
 import scipy.sparse
 
 from . import activations as _activations
+from . import backend as _backend
 from . import layers as _layers
 from . import losses as _losses
 from . import regularizers as _regularizers
@@ -467,17 +468,27 @@ class Network:
         return self._graphs[key]
 
     @staticmethod
-    def _function_key(key):
-        """``key`` plus the PyTensor mode in force: a function is reused only in its mode."""
-        return (key, str(pytensor.config.mode), pytensor.config.linker)
+    def _function_key(key, mode=None):
+        """``key`` plus the compilation mode chosen now: a function is reused only in its mode."""
+        return (key, _backend.mode_key(_backend.choose_mode() if mode is None else mode))
 
     def _compile(self, key, inputs, outputs, updates=()):
-        key = self._function_key(key)
-        if key not in self._functions:
-            self._functions[key] = pytensor.function(
-                inputs, outputs, updates=list(updates), on_unused_input="ignore"
+        """Return the function cached under ``key``, compiling it in the chosen mode if new.
+
+        ``inputs`` may instead be a callable returning ``(inputs, outputs)``, so
+        that a graph needed only to compile (e.g. a cloned one) is built only then.
+        """
+        mode = _backend.choose_mode()
+        full_key = self._function_key(key, mode)
+        fn = self._functions.get(full_key)
+        if fn is None:
+            if callable(inputs):
+                inputs, outputs = inputs()
+            fn = pytensor.function(
+                inputs, outputs, updates=list(updates), mode=mode, on_unused_input="ignore"
             )
-        return self._functions[key]
+            self._functions[full_key] = fn
+        return fn
 
     def loss(self, **kwargs):
         """Return the symbolic training loss: losses plus regularizer terms.
@@ -651,7 +662,7 @@ class Network:
 
     @staticmethod
     def _monitor_value(name, fn, expr):
-        """Apply a monitor function; the result must be a scalar expression."""
+        """Apply a monitor function; a result with axes is averaged to a scalar."""
         value = fn(expr)
         try:
             value = pt.as_tensor_variable(value)
@@ -660,10 +671,7 @@ class Network:
                 f"monitor {name!r}: the callable returned {value!r}, not an expression"
             ) from err
         if value.ndim != 0:
-            raise util.ConfigurationError(
-                f"monitor {name!r}: the callable must return a scalar, got an expression "
-                f"with {value.ndim} axes (reduce it, e.g. with .mean())"
-            )
+            value = value.mean()  # upstream's example levels such as ``lambda e: e + 1``
         return pt.cast(value, pytensor.config.floatX)
 
     # ------------------------------------------------------------------

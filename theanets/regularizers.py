@@ -722,24 +722,42 @@ class Contractive(_OutputPenalty, Regularizer):
     moves off the data, so features become insensitive to directions the
     data do not vary in.
 
-    How the Jacobian is computed:
+    How the Jacobian is computed, always exactly and for the graph as
+    dropout and noise rewrote it:
 
-    * When an output is an elementwise function of ``u W`` (as for a dense
-      layer reading an input directly, possibly through input dropout or
-      noise), the norm has a closed form,
-      :math:`\|J_n\|_F^2 = \sum_k f'(a_{nk})^2 \sum_d W_{dk}^2 s_{nd}^2`,
-      with :math:`s = \partial u / \partial x` elementwise (1 without
-      dropout). It costs about one extra matrix product.
-    * Otherwise (several layers, convolutions, recurrences...) the exact
-      Jacobian is formed with
-      ``pytensor.gradient.jacobian(Z.sum(axis=0), x, vectorize=True)``:
+    * **Chain rule** when the output sits on a chain of matrix products
+      and elementwise functions reaching one input: dense and tied layers
+      with elementwise activations (including the learnable ``prelu``,
+      ``lgrelu`` and ``elu``), with or without dropout or noise in between.
+      With :math:`a_l = u_{l-1} W_l`, :math:`u_l = f_l(a_l)` and
+      :math:`s = \partial u_0 / \partial x` (1 without an input rewrite),
+      one example's Jacobian is the product
+      :math:`\operatorname{diag}(s) W_1 \operatorname{diag}(f_1') W_2 \cdots
+      W_L \operatorname{diag}(f_L')`. For one layer its norm has the closed
+      form :math:`\sum_k f'(a_{nk})^2 \sum_d W_{dk}^2 s_{nd}^2`, about one
+      extra matrix product. Deeper, the partial products are carried level
+      by level for the whole batch, either the per-example Jacobians or
+      their Gram matrices :math:`J^\top J`, whichever takes fewer
+      multiplications for the layer sizes, with batched matrix products;
+      the outputs of one chain (such as the default pattern's hidden
+      layers) share that work. Level :math:`l` costs about
+      :math:`N n_{l-1} n_l \min(n_{in}, n_{l-1} + n_l)` multiplications
+      (:math:`n_l` the layer sizes, :math:`N` the batch size), and its
+      gradient about twice that: far more than the layers themselves, but
+      much less than forming the full Jacobian.
+    * **Closed form** for an elementwise function of several products
+      ``u_j W_j`` that each read a different input (a layer with several
+      input layers).
+    * **Full Jacobian** otherwise (softmax, ``norm:*`` or maxout
+      activations, convolutions, recurrences...):
+      ``pytensor.gradient.jacobian(Z.sum(axis=0), x, vectorize=True)``;
       because examples do not interact, the gradient of unit :math:`k`
       summed over the batch stacks the per-example rows
       :math:`\partial Z[n, k] / \partial x[n]`. This costs one vectorized
       backward pass per unit of :math:`Z` (memory
       :math:`\propto K \cdot \mathrm{size}(x)`), so keep such outputs small.
 
-    Both rely on examples being independent: a layer that mixes examples of
+    All rely on examples being independent: a layer that mixes examples of
     a batch (e.g. batch normalisation with batch statistics) makes the
     summed gradient include cross-example terms, and the value is then not
     the per-example Jacobian norm.
@@ -765,6 +783,13 @@ class Contractive(_OutputPenalty, Regularizer):
 
     >>> _ = net.train([x], algo='sgd', max_updates=2,
     ...               contractive=dict(weight=0.1, pattern='hid1:out', wrt='in'))
+
+    Deeper representations are penalized through every layer below them:
+
+    >>> deep = theanets.Autoencoder(
+    ...     [4, (3, 'sigmoid'), (2, 'sigmoid'), ('tied', 3, 'sigmoid'), ('tied', 4)])
+    >>> _ = deep.train([x], algo='sgd', max_updates=2,
+    ...                contractive=dict(weight=0.1, pattern='hid3:out', wrt='in'))
 
     For one sigmoid layer reading the input, the squared Jacobian norm of
     example :math:`n` is :math:`\sum_k \sigma'(a_{nk})^2 \sum_d W_{dk}^2`:
@@ -974,14 +999,15 @@ class _ChainSweep:
 
     (rows index inputs, columns units). Level by level, the sweep carries for
     every example either :math:`J_l` itself (``'jacobian'``, an array of shape
-    ``(batch, n_in, n_l)``) or its Gram matrix :math:`J_l^\top J_l`
-    (``'gram'``, ``(batch, n_l, n_l)``), whichever needs fewer
+    ``(n_in, batch, n_l)``) or its Gram matrix :math:`J_l^\top J_l`
+    (``'gram'``, ``(n_l, batch, n_l)``), whichever needs fewer
     multiplications for these layer sizes: the Jacobians cost
     :math:`n_{in} n_{l-1} n_l` per example and level, the Gram matrices
     :math:`n_{l-1}^2 n_l + n_{l-1} n_l^2`, and without an input rewrite
     (:math:`s = 1`) the first Gram matrix :math:`W_1^\top W_1` is the same for
-    all examples. Every product with a weight matrix contracts the last axis
-    of a 3-D array, so it is one matrix product for the whole batch. The
+    all examples. The batch is the middle axis, so that every product with a
+    weight matrix is one matrix product for the whole batch, and the
+    per-example factors broadcast along contiguous rows. The
     norm of :math:`z = f_L(a_L)` is :math:`\sum_k f_L'(a_k)^2 \, c_k`, where
     :math:`c_k` is the squared norm of column :math:`k` of
     :math:`\partial a_L / \partial x`. Each level is computed once however
@@ -1040,35 +1066,35 @@ class _ChainSweep:
             w2 = pt.sqr(w)
             return w2.sum(axis=0)[None, :] if self.s is None else pt.dot(pt.sqr(self.s), w2)
         if self.mode == "jacobian":
-            return self._memo(("c", id(a)), lambda: pt.sqr(self.jacobian_pre(a)).sum(axis=1))
+            return self._memo(("c", id(a)), lambda: pt.sqr(self.jacobian_pre(a)).sum(axis=0))
         return self.gram_step(a)[0]
 
     def jacobian_pre(self, a):
-        """Each example's ``d a / d x``, shape (batch, n_in, n)."""
+        """Each example's ``d a / d x``, shape (n_in, batch, n)."""
         return self._memo(("j", id(a)), lambda: self._jacobian_pre(a))
 
     def _jacobian_pre(self, a):
         u, w = a.owner.inputs
         lower = self.below[id(a)]
         if lower is None:
-            return w[None, :, :] if self.s is None else self.s[:, :, None] * w[None, :, :]
-        jac = self.jacobian_pre(lower) * self.derivative(u, lower)[:, None, :]
-        return _dot_last(jac, w)
+            return w[:, None, :] if self.s is None else self.s.T[:, :, None] * w[:, None, :]
+        jac = self.jacobian_pre(lower) * self.derivative(u, lower)[None, :, :]
+        return _dot_rows(jac, w)
 
     def gram_pre(self, a):
-        """Each example's ``(d a / d x)^T (d a / d x)``: (batch, n, n), or (n, n) if constant."""
+        """Each example's ``(d a / d x)^T (d a / d x)``: (n, batch, n), or (n, n) if constant."""
         return self._memo(("g", id(a)), lambda: self._gram_pre(a))
 
     def _gram_pre(self, a):
         w = a.owner.inputs[1]
         if self.below[id(a)] is not None:
-            return _dot_last(self.gram_step(a)[1], w)
+            return _dot_cols(w, self.gram_step(a)[1])
         if self.s is None:
             return pt.dot(w.T, w)
-        return _dot_last(pt.sqr(self.s)[:, None, :] * w.T[None, :, :], w)
+        return _dot_cols(w, pt.sqr(self.s).T[:, :, None] * w[:, None, :])
 
     def gram_step(self, a):
-        """Columns of ``a = u W`` and ``W^T S`` (batch, n, m), S the Gram matrix of ``u``."""
+        """Columns of ``a = u W`` and ``S W`` (m, batch, n), S the Gram matrix of ``u``."""
         return self._memo(("t", id(a)), lambda: self._gram_step(a))
 
     def _gram_step(self, a):
@@ -1076,18 +1102,24 @@ class _ChainSweep:
         lower = self.below[id(a)]
         gram, d = self.gram_pre(lower), self.derivative(u, lower)
         if gram.ndim == 2:
-            # the same G for every example: S = diag(d) G diag(d)
-            scaled = d[:, None, :] * w.T[None, :, :]
-            prod = _dot_last(scaled, gram.T)
-            return (scaled * prod).sum(axis=2), d[:, None, :] * prod
-        prod = _dot_last(d[:, :, None] * gram * d[:, None, :], w)
-        return (prod * w[None, :, :]).sum(axis=1), prod.transpose(0, 2, 1)
+            # the same G for every example: S W = d * (G (d * W))
+            scaled = d.T[:, :, None] * w[:, None, :]
+            prod = _dot_cols(gram.T, scaled)
+            return (scaled * prod).sum(axis=0), d.T[:, :, None] * prod
+        prod = _dot_rows(d.T[:, :, None] * gram * d[None, :, :], w)
+        return (w[:, None, :] * prod).sum(axis=0), prod
 
 
-def _dot_last(t, w):
-    """``t[b] @ w`` for every ``b`` of a 3-D ``t``, as one matrix product."""
+def _dot_rows(t, w):
+    """``t[i, b, :] @ w`` for a 3-D ``t``, as one matrix product."""
     prod = pt.dot(t.reshape((-1, t.shape[2])), w)
     return prod.reshape((t.shape[0], t.shape[1], w.shape[1]))
+
+
+def _dot_cols(w, t):
+    """``w.T @ t[:, b, :]`` for a 3-D ``t``, as one matrix product."""
+    prod = pt.dot(w.T, t.reshape((t.shape[0], -1)))
+    return prod.reshape((w.shape[1], t.shape[1], t.shape[2]))
 
 
 def _chain_norms(zs, xs, mode=None):
@@ -1161,8 +1193,8 @@ def jacobian_norm(z, xs, closed_form=True):
 
     Notes
     -----
-    Examples must not interact (see :class:`Contractive`, which also
-    describes the two ways of computing the norm).
+    Examples must not interact (see :class:`Contractive`, which also says
+    how the norm is computed).
     """
     return _jacobian_norms([z], xs, closed_form)[0]
 

@@ -19,6 +19,7 @@ the optimizer, by :mod:`theanets.regularizers`, or be one of the trainer's own
 :class:`theanets.util.ConfigurationError` suggesting the closest one.
 """
 
+import functools
 import numbers
 import os
 import time
@@ -141,6 +142,33 @@ def _stage_network(network, stage_layers, loss_output):
     return stage
 
 
+def _reused_stage(network, key, build):
+    """Return the stage network ``build()`` makes, kept on ``network`` for later calls.
+
+    A stage network owns a few layers of its own (the temporary output layer of
+    layer-wise training, the tied decoder of pretraining); keeping it lets a
+    later ``train`` call with the same algorithm reuse the functions compiled
+    for it, as the network's own optimizers are reused. Its own parameters are
+    reset to their initial values every time, so a reused stage starts exactly
+    as a fresh one would. With a :class:`numpy.random.RandomState` as ``rng``
+    the initial values of a fresh stage would be new draws, so then a new
+    stage is built every time, as before.
+    """
+    if isinstance(network.rng, bool) or not isinstance(network.rng, numbers.Integral):
+        return build()
+    cache = network.__dict__.setdefault("_stages", {})
+    full_key = (key, network._graph_key(()))
+    if full_key not in cache:
+        stage = build()
+        shared = {id(p) for p in network.params}
+        own = [p for p in stage.params if id(p) not in shared]
+        cache[full_key] = (stage, [(p, p.get_value()) for p in own])
+    stage, initial = cache[full_key]
+    for param, value in initial:
+        param.set_value(value.copy())
+    return stage
+
+
 class _StagedTrainer:
     """Base of the pretrainers: train a sequence of stage networks in turn."""
 
@@ -187,8 +215,8 @@ class SupervisedPretrainer(_StagedTrainer):
             for layer in net.layers[1:-1]
             if not isinstance(layer, _layers.Input) and layer.params
         ]
-        for layer in hidden:
-            index = net.layers.index(layer)
+
+        def build(index, layer):
             head = _layers.Feedforward(
                 size=out.size,
                 inputs=layer.output_name,
@@ -198,7 +226,11 @@ class SupervisedPretrainer(_StagedTrainer):
             stage = _stage_network(net, net.layers[: index + 1], "lwout:out")
             head.bind(stage)
             stage.layers.append(head)
-            yield layer.name, stage
+            return stage
+
+        for layer in hidden:
+            make = functools.partial(build, net.layers.index(layer), layer)
+            yield layer.name, _reused_stage(net, ("layerwise", layer.name), make)
         yield "all", net
 
     def itertrain(self, train, valid=None, **kwargs):
@@ -234,7 +266,8 @@ class UnsupervisedPretrainer(_StagedTrainer):
             for layer in net.layers[1:-1]
             if isinstance(layer, _layers.Feedforward) and len(layer.inputs) == 1
         ]
-        for depth in range(1, len(encoders) + 1):
+
+        def build(depth):
             stage = Autoencoder.__new__(Autoencoder)
             Network.__init__(stage, layers=(), loss=None, rng=net.rng)
             stage.layers = list(net.layers[: net.layers.index(encoders[depth - 1]) + 1])
@@ -249,7 +282,11 @@ class UnsupervisedPretrainer(_StagedTrainer):
                 tied.bind(stage)
                 stage.layers.append(tied)
             stage.set_loss("mse", target=stage.inputs[0])
-            yield encoders[depth - 1].name, stage
+            return stage
+
+        for depth in range(1, len(encoders) + 1):
+            name = encoders[depth - 1].name
+            yield name, _reused_stage(net, ("pretrain", name), functools.partial(build, depth))
 
     def itertrain(self, train, valid=None, **kwargs):
         """Pretrain each encoder layer, then train the whole network."""

@@ -316,23 +316,7 @@ class Registrar:
 
     @classmethod
     def get_class(cls, key):
-        """Return the registered class for a name (the same as :meth:`lookup`).
-
-        Parameters
-        ----------
-        key : str
-            A registered name or alias (case-insensitive).
-
-        Returns
-        -------
-        type
-
-        Raises
-        ------
-        ConfigurationError
-            If nothing is registered under ``key``; the message suggests the
-            closest name.
-        """
+        """Upstream master's name for :meth:`lookup`: the class registered as ``key``."""
         return cls.lookup(key)
 
     @classmethod

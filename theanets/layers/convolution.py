@@ -14,23 +14,26 @@ a convolution knows how many values it receives whenever the input's spatial
 sizes are known.
 
 **How the convolution is computed.** PyTensor 3 has no batched
-multi-channel convolution operation, so the layers build one from primitives
-("im2col"): the (padded) input is cut into ``prod(filter_size)`` shifted,
-strided views, one per filter offset; the views are joined along the channel
-axis into a matrix of patches with one row per output position; and a single
-matrix product with the flipped, reshaped filter bank gives every output
-value at once. The product is one BLAS call (``Dot22``/``Gemm`` in
-PyTensor's C backend, ``np.dot`` in the Numba backend), and so are both
-products of the gradient; the gradient of the patch matrix is scattered back
-onto the input by ``prod(filter_size)`` strided additions. Strides are
-applied while the views are cut, so strided outputs are never computed only
-to be dropped.
+multi-channel convolution operation, so the layers build one ("im2col"): the
+input, zero-padded as the border mode asks, is cut into a matrix of patches
+with one row per output position and one column per filter offset and
+channel, and a single matrix product with the flipped, reshaped filter bank
+gives every output value at once. The product is one BLAS call
+(``Dot22``/``Gemm`` in PyTensor's C backend, ``np.dot`` in the Numba
+backend), and so are both products of the gradient; the gradient of the
+patch matrix is added back onto the input positions it came from. Strides
+are applied while the patches are cut, so strided outputs are never
+computed only to be dropped.
 
-Pooling with windows that do not overlap (``stride == pool_size``, the
-default) reshapes the input so that each window lies along its own axes and
-reduces over them; other strides combine ``prod(pool_size)`` shifted strided
-views elementwise. Both paths are ordinary differentiable PyTensor
-expressions, so their gradients are exact.
+By default (``impl='fused'``) cutting the patches and adding them back are
+each one compiled operation (:mod:`theanets.layers._conv_ops`), and so is
+pooling. The ``'slices'`` and ``'scatter'`` implementations build the same
+patches from ``prod(filter_size)`` shifted strided views joined along the
+channel axis, and differ in how the gradient adds them back (one strided
+addition per view, or one scatter-add over a flat index); pooling there
+reshapes the input so that non-overlapping windows lie along their own axes,
+or combines shifted views for other strides. Every path is exactly
+differentiable, to any order.
 """
 
 import itertools
@@ -54,8 +57,8 @@ __all__ = ["Convolution", "Conv1", "Conv2", "Pooling", "Pool1", "Pool2", "MatMul
 #: Border modes of the convolution layers.
 BORDER_MODES = ("valid", "full", "same")
 
-#: Ways of forming the convolution's input gradient (see :class:`Convolution`).
-IMPLS = ("slices", "scatter")
+#: Ways of computing a convolution (see :class:`Convolution`); the first is the default.
+IMPLS = ("fused", "slices", "scatter")
 
 #: Pooling modes; ``'mean'``, ``'average_inc_pad'`` and ``'average_exc_pad'``
 #: are accepted as other names of ``'average'`` (no padding happens here, so
@@ -142,11 +145,6 @@ def pool_output_length(length, pool, stride):
     if length is None:
         return None
     return (length - pool) // stride + 1
-
-
-def _dim(x, axis, static):
-    """Static length of an axis if known, else the symbolic one."""
-    return static if static is not None else x.shape[axis]
 
 
 def _pad(x, pads):
@@ -304,6 +302,11 @@ class MatMul(Op):
     def __init__(self, trans_a=False, trans_b=False):
         self.trans_a = bool(trans_a)
         self.trans_b = bool(trans_b)
+        _register_numba_matmul()
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        _register_numba_matmul()
 
     def make_node(self, a, b):
         """Build the node for matrices ``a`` and ``b`` (cast to a common float dtype)."""
@@ -353,8 +356,18 @@ optdb.register(
 )
 
 
+_MATMUL_REGISTERED = []
+
+
 def _register_numba_matmul():
-    """Give :class:`MatMul` a Numba implementation that passes transposes to BLAS."""
+    """Give :class:`MatMul` a Numba implementation that passes transposes to BLAS.
+
+    Done once, when the first :class:`MatMul` is made, so that
+    ``import theanets`` does not import Numba.
+    """
+    if _MATMUL_REGISTERED:
+        return
+    _MATMUL_REGISTERED.append(True)
     try:
         from pytensor.link.numba.dispatch.basic import (
             numba_njit,
@@ -392,10 +405,7 @@ def _register_numba_matmul():
         return matmul, 1
 
 
-_register_numba_matmul()
-
-
-def convolve(x, w, stride, border_mode, out_shape=None, impl="slices"):
+def convolve(x, w, stride, border_mode, out_shape=None, impl="fused"):
     """True (flipped-filter) convolution of channels-last data with a filter bank.
 
     Parameters
@@ -414,8 +424,9 @@ def convolve(x, w, stride, border_mode, out_shape=None, impl="slices"):
     out_shape : tuple, optional
         Static output shape without the batch axis (None entries for
         unknown lengths); used to give the result a static shape.
-    impl : {'slices', 'scatter'}, optional
-        How the gradient of the patch tensor is formed (see :class:`Convolution`).
+    impl : {'fused', 'slices', 'scatter'}, optional
+        How the patches are cut and their gradient formed (see
+        :class:`Convolution`); all give the same values.
 
     Returns
     -------
@@ -438,21 +449,32 @@ def convolve(x, w, stride, border_mode, out_shape=None, impl="slices"):
     window = tuple(int(k) for k in w.type.shape[2:])
     ndim = len(window)
     filters, channels = int(w.type.shape[0]), int(w.type.shape[1])
-    x = _pad(x, [_padding(k, border_mode) for k in window])
-    patches = _joined_views(x, window, stride, impl)
-    flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * ndim]
+    pads = [_padding(k, border_mode) for k in window]
     width = int(np.prod(window)) * channels
-    rows = patches.reshape((-1, width))
+    if impl == "fused":
+        from . import _conv_ops
+
+        rows = _conv_ops.patches(x, window, stride, pads)
+        lengths = [
+            (x.shape[1 + i] + before + after - k) // s + 1
+            for i, (k, s, (before, after)) in enumerate(zip(window, stride, pads))
+        ]
+    else:
+        x = _pad(x, pads)
+        patches = _joined_views(x, window, stride, impl)
+        rows = patches.reshape((-1, width))
+        lengths = [patches.shape[1 + i] for i in range(ndim)]
+    flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * ndim]
     # (filters, k_1, ..., k_d, channels) -> (filters, K), columns ordered like the patches
     bank = flipped.transpose(0, *range(2, 2 + ndim), 1).reshape((filters, width))
     out = MatMul(trans_b=True)(rows, bank)
     if out_shape is None:
         out_shape = (None,) * ndim + (filters,)
-    spatial = [_dim(patches, 1 + i, out_shape[i]) for i in range(ndim)]
-    return out.reshape([patches.shape[0], *spatial, filters], ndim=ndim + 2)
+    spatial = [n if n is not None else m for n, m in zip(out_shape, lengths)]
+    return out.reshape([x.shape[0], *spatial, filters], ndim=ndim + 2)
 
 
-def pool(x, window, stride, mode):
+def pool(x, window, stride, mode, impl="fused"):
     """Pool channels-last data over windows of the spatial axes.
 
     Parameters
@@ -464,6 +486,10 @@ def pool(x, window, stride, mode):
         Step between windows.
     mode : {'max', 'sum', 'average'}
         Reduction over each window.
+    impl : {'fused', 'slices'}, optional
+        ``'fused'`` (default): one compiled operation, and one for its
+        gradient; ``'slices'``: reshapes or shifted views and PyTensor
+        reductions. Both give the same values and gradients.
 
     Returns
     -------
@@ -482,6 +508,10 @@ def pool(x, window, stride, mode):
     the maximal element of each window (to each of them when several are
     equal, as Theano's pooling did).
     """
+    if impl == "fused":
+        from . import _conv_ops
+
+        return _conv_ops.pool(x, tuple(window), tuple(stride), mode)
     ndim = len(window)
     size = float(np.prod(window))
     if tuple(stride) == tuple(window):
@@ -537,14 +567,14 @@ class Convolution(Layer):
         length :math:`n` and filter length :math:`k` the output (before
         striding) has :math:`n - k + 1`, :math:`n + k - 1` or :math:`n`
         positions.
-    impl : {'slices', 'scatter'}, optional
-        How the input gradient is assembled from the patch gradient:
-        ``'slices'`` (default) adds one strided slice per filter offset,
-        the fastest per training step; ``'scatter'`` does one scatter-add,
-        about 1.7 times slower per step on the benchmark network but much
-        faster to compile with PyTensor's Numba backend the first time (a
-        3x3 filter: seconds instead of about two minutes; compiled code is
-        cached, so this matters for short runs on fresh machines).
+    impl : {'fused', 'slices', 'scatter'}, optional
+        How the patches are cut and their gradient added back onto the input
+        (all give the same values): ``'fused'`` (default) uses one compiled
+        operation for each, fastest to run and to compile; ``'slices'``
+        joins one strided slice per filter offset and adds each back, and
+        ``'scatter'`` adds them back with one scatter-add over a flat index
+        (both made of PyTensor's own operations, which every backend can
+        compile).
     **kwargs
         Other :class:`~theanets.layers.Layer` arguments (``inputs``, ``name``,
         ``activation``, ``mean``, ``std``, ``sparsity`` and their ``_w``
@@ -572,7 +602,7 @@ class Convolution(Layer):
         inputs=None,
         name=None,
         activation=None,
-        impl="slices",
+        impl="fused",
         **kwargs,
     ):
         if self.SPATIAL_NDIM is None:
@@ -582,6 +612,7 @@ class Convolution(Layer):
         if impl not in IMPLS:
             raise util.ConfigurationError(
                 f"layer {name!r}: impl must be one of {IMPLS}, got {impl!r}"
+                f"{util.closest_match(str(impl), IMPLS)}"
             )
         self.impl = impl
         if "shape" in kwargs:
@@ -706,7 +737,7 @@ class Convolution(Layer):
             stride=self._spec_value(self.stride),
             border_mode=self.border_mode,
         )
-        if self.impl != "slices":
+        if self.impl != IMPLS[0]:
             spec["impl"] = self.impl
         return spec
 

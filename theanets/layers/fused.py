@@ -3,10 +3,11 @@
 A :func:`pytensor.scan` loop pays an interpreter round trip for every op of
 every time step, forward and backward. The operations here run the entire
 time loop of the common cells in one compiled Numba function instead: each
-step is one BLAS matrix product for all gates (called directly from the
-compiled loop, on the OpenBLAS that SciPy ships) and a few vectorised passes
-over the ``(batch, size)`` block for the rest of the cell's arithmetic. The
-weight gradients are a few large matrix products over all time steps.
+step is one BLAS matrix product for all gates, called directly from the
+compiled loop (see :mod:`theanets.layers._compiled`), and a few vectorised
+passes over the ``(batch, size)`` block for the rest of the cell's
+arithmetic. The weight gradients are a few large matrix products over all
+time steps.
 
 Each cell has a forward :class:`~pytensor.graph.op.Op` and a backward one.
 The forward op's :meth:`pullback` returns the backward op's outputs, so
@@ -15,24 +16,22 @@ regularizers, optimizers, gradient clipping and ``bptt_limit`` work
 unchanged. The backward ops themselves are not differentiable (no second
 derivatives).
 
-PyTensor's Numba backend (its default) compiles the ops into the graph's own
-Numba function (see :func:`_register_numba`); other backends call the same
-compiled loops from :meth:`perform`.
+PyTensor's Numba backend compiles the ops into the graph's own Numba
+function (see :func:`_register_numba`); its C backend and the Python linker
+call the same compiled loops from :meth:`perform`.
 
-**Arithmetic.** In float64 the loops use the C library's ``exp`` and
-``tanh``. In float32 they use :func:`_exp32`, a vectorisable ``exp``
-(Cody-Waite range reduction and a degree-6 polynomial, as in the Cephes
-library), from which :math:`\\sigma(z) = 1 / (1 + e^{-z})` and
-:math:`\\tanh` follow; all three are within about two units in the last
-place of the exactly rounded value, about as close as NumPy's own float32
-``tanh``.
+**Arithmetic.** float64 loops use the C library's ``exp`` and ``tanh``;
+float32 loops a vectorised ``exp`` from which the logistic function and
+``tanh`` follow, all within about two units in the last place (NumPy's own
+float32 ``tanh`` is about as close).
 
 **Threads.** The per-step products are small (``batch x size x k size``
-multiply-adds). Split over several BLAS threads they gain little and lose a
-lot as soon as another process wants a core, so while a loop runs it asks
-OpenBLAS for one thread when a step's product is below
-:data:`SINGLE_THREAD_MACS` multiply-adds, and restores the previous setting
-afterwards; the large weight-gradient products use every thread.
+multiply-adds): split over several BLAS threads they gain little, and lose a
+lot as soon as another process wants a core. While a loop runs it asks
+OpenBLAS for one thread when a step's product is smaller than
+:data:`theanets.layers._compiled.SINGLE_THREAD_MACS` multiply-adds, and
+restores the previous setting afterwards; the large weight-gradient
+products use every thread.
 
 The scan implementations in :mod:`theanets.layers.recurrent` remain the
 reference; the tests compare both. Inputs here are time-major: ``xw`` is the
@@ -40,19 +39,13 @@ projected input ``x W + b`` of shape ``(time, batch, k * size)``; backward
 layers pass it reversed in time.
 """
 
-import ctypes
-import math
-
-import numba
 import numpy as np
 import pytensor.tensor as pt
-from llvmlite import binding as llvm
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic, overload
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
+
+from ._compiled import gemm, jit, restore_threads, sigmoid, step_threads, tanh
 
 __all__ = ["supports", "rnn", "lstm", "gru"]
 
@@ -62,11 +55,6 @@ _ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "logistic")
 
 #: Activation codes for the compiled loops.
 _CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "logistic": 3}
-
-#: A step whose matrix product has fewer multiply-adds than this runs it on
-#: one BLAS thread (see the module notes). 64 x 128 x 512 (the LSTM of the
-#: benchmarks) is below it; batches of several thousand are above.
-SINGLE_THREAD_MACS = 1 << 26
 
 #: Bumped whenever the compiled code changes, so PyTensor's Numba cache
 #: does not reuse graphs compiled with an older version.
@@ -103,265 +91,11 @@ def supports(layer):
     return False
 
 
-# ----------------------------------------------------------------------
-# BLAS from compiled code
-#
-# Numba's own helper ``numba_xxgemm`` (the one behind ``np.dot`` in
-# compiled code) calls the Fortran ``?gemm`` of ``scipy.linalg.cython_blas``.
-# Calling it directly lets a loop multiply strided blocks in place and
-# accumulate (``beta = 1``) without temporary copies.
-
-
-def _gemm_function(dtype):
-    ptr = types.CPointer(dtype)
-    signature = types.intc(
-        types.char,  # kind: s or d
-        types.char,  # transa
-        types.char,  # transb
-        types.intp,  # m
-        types.intp,  # n
-        types.intp,  # k
-        ptr,  # alpha
-        ptr,  # a
-        types.intp,  # lda
-        ptr,  # b
-        types.intp,  # ldb
-        ptr,  # beta
-        ptr,  # c
-        types.intp,  # ldc
-    )
-    return types.ExternalFunction("numba_xxgemm", signature)
-
-
-_XXGEMM = {types.float32: (_gemm_function(types.float32), ord("s"))}
-_XXGEMM[types.float64] = (_gemm_function(types.float64), ord("d"))
-
-
-def _gemm(a, b, c, trans_a, trans_b, beta):  # pragma: no cover - replaced when compiled
-    """c = op(a) op(b) + beta c for row-major blocks with unit column stride."""
-    raise NotImplementedError("only callable from compiled code")
-
-
-@overload(_gemm)
-def _gemm_impl(a, b, c, trans_a, trans_b, beta):
-    if c.dtype not in _XXGEMM:
-        return None
-    gemm, kind = _XXGEMM[c.dtype]
-    trans, keep = ord("t"), ord("n")
-
-    def impl(a, b, c, trans_a, trans_b, beta):  # pragma: no cover - compiled
-        rows, cols = c.shape
-        inner = a.shape[0] if trans_a else a.shape[1]
-        if rows == 0 or cols == 0:
-            return
-        if inner == 0:
-            for r in range(rows):
-                for q in range(cols):
-                    c[r, q] = c[r, q] * beta if beta != 0 else 0
-            return
-        scalars = np.empty(2, dtype=c.dtype)
-        scalars[0] = 1
-        scalars[1] = beta
-        # row-major c = op(a) op(b) is column-major c^T = op(b)^T op(a)^T
-        status = gemm(
-            np.int8(kind),
-            np.int8(trans if trans_b else keep),
-            np.int8(trans if trans_a else keep),
-            cols,
-            rows,
-            inner,
-            scalars[:1].ctypes,
-            b.ctypes,
-            _lead(b),
-            a.ctypes,
-            _lead(a),
-            scalars[1:].ctypes,
-            c.ctypes,
-            _lead(c),
-        )
-        if status != 0:
-            raise RuntimeError("BLAS gemm failed")
-
-    return impl
-
-
-@numba.njit(cache=True)
-def _lead(x):  # pragma: no cover - compiled
-    """BLAS leading dimension of a row-major matrix whose columns are adjacent."""
-    if x.shape[0] > 1:
-        return x.strides[0] // x.itemsize
-    return max(x.shape[1], 1)  # any value >= the row length will do
-
-
-def _thread_functions():
-    """OpenBLAS's get/set-thread-count functions behind ``scipy.linalg.cython_blas``.
-
-    Returns
-    -------
-    (get, set) ctypes functions, or None when SciPy's BLAS is not an
-    OpenBLAS that exports them.
-    """
-    try:
-        import scipy.linalg.cython_blas as cython_blas
-
-        # dlsym on this handle also searches the libraries it links to
-        library = ctypes.CDLL(cython_blas.__file__)
-    except (ImportError, OSError):  # pragma: no cover - unusual SciPy builds
-        return None
-    for prefix in ("scipy_", ""):
-        for suffix in ("", "64_"):
-            try:
-                get = getattr(library, f"{prefix}openblas_get_num_threads{suffix}")
-                put = getattr(library, f"{prefix}openblas_set_num_threads{suffix}")
-            except AttributeError:
-                continue
-            get.restype, get.argtypes = ctypes.c_int, []
-            put.restype, put.argtypes = None, [ctypes.c_int]
-            return get, put
-    return None  # pragma: no cover - another BLAS
-
-
-def _no_threads():  # pragma: no cover - another BLAS
-    return 0
-
-
-def _ignore(count):  # pragma: no cover - another BLAS
-    pass
-
-
-# Compiled code refers to these two functions by name; the addresses are
-# bound here, in every process, before any cached code is loaded. Without
-# an OpenBLAS the names point at Python callbacks that report 0 threads (so
-# the loops never change anything).
-_FUNCTIONS = _thread_functions()
-if _FUNCTIONS is None:  # pragma: no cover - another BLAS
-    _FUNCTIONS = (
-        ctypes.CFUNCTYPE(ctypes.c_int)(_no_threads),
-        ctypes.CFUNCTYPE(None, ctypes.c_int)(_ignore),
-    )
-llvm.add_symbol("theanets_blas_get_threads", ctypes.cast(_FUNCTIONS[0], ctypes.c_void_p).value)
-llvm.add_symbol("theanets_blas_set_threads", ctypes.cast(_FUNCTIONS[1], ctypes.c_void_p).value)
-_get_threads = types.ExternalFunction("theanets_blas_get_threads", types.intc())
-_set_threads = types.ExternalFunction("theanets_blas_set_threads", types.void(types.intc))
-
-_jit = numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
-
-
-@_jit
-def _step_threads(macs):  # pragma: no cover - compiled
-    """Switch BLAS to one thread for small per-step products; return the old count."""
-    count = _get_threads()
-    if count > 1 and macs < SINGLE_THREAD_MACS:
-        _set_threads(1)
-    return count
-
-
-@_jit
-def _restore_threads(count):  # pragma: no cover - compiled
-    if count > 1 and _get_threads() != count:
-        _set_threads(count)
-
-
-# ----------------------------------------------------------------------
-# elementwise functions
-#
-# Written so that LLVM vectorises loops over them (no branches, no calls).
-
-
-@intrinsic
-def _pow2(typingctx, k):
-    """2**k for a float32 holding an integer in [-126, 127], from its exponent bits."""
-    if k != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        bits = builder.fptosi(args[0], ir.IntType(32))
-        bits = builder.add(bits, ir.Constant(ir.IntType(32), 127))
-        bits = builder.shl(bits, ir.Constant(ir.IntType(32), 23))
-        return builder.bitcast(bits, ir.FloatType())
-
-    return types.float32(types.float32), codegen
-
-
-_f32 = np.float32
-
-
-@_jit
-def _exp32(x):  # pragma: no cover - compiled
-    """exp(x) in float32: x = k log 2 + r with |r| <= log(2) / 2, then 2^k p(r)."""
-    x = min(max(x, _f32(-87.33654)), _f32(88.72283))
-    k = np.floor(x * _f32(1.4426950408889634) + _f32(0.5))
-    r = x - k * _f32(0.693359375)  # log 2 in two parts, so that k log 2 is exact
-    r = r - k * _f32(-2.12194440e-4)
-    p = _f32(1.9875691500e-4)
-    p = p * r + _f32(1.3981999507e-3)
-    p = p * r + _f32(8.3334519073e-3)
-    p = p * r + _f32(4.1665795894e-2)
-    p = p * r + _f32(1.6666665459e-1)
-    p = p * r + _f32(5.0000001201e-1)
-    p = p * r * r + r + _f32(1)
-    return p * _pow2(k)
-
-
-@_jit
-def _sigmoid32(x):  # pragma: no cover - compiled
-    return _f32(1) / (_f32(1) + _exp32(-x))
-
-
-@_jit
-def _tanh32(x):  # pragma: no cover - compiled
-    """tanh in float32: an odd polynomial below 0.625, else 1 - 2 / (exp(2|x|) + 1)."""
-    a = abs(x)
-    z = x * x
-    p = _f32(-5.70498872745e-3)
-    p = p * z + _f32(2.06390887954e-2)
-    p = p * z - _f32(5.37397155531e-2)
-    p = p * z + _f32(1.33314422036e-1)
-    p = p * z - _f32(3.33332819422e-1)
-    small = p * z * x + x
-    large = _f32(1) - _f32(2) / (_exp32(a + a) + _f32(1))
-    large = large if x >= 0 else -large
-    return small if a < _f32(0.625) else large
-
-
-@_jit
-def _sigmoid64(x):  # pragma: no cover - compiled
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def _sigmoid(x):  # pragma: no cover - replaced when compiled
-    """The logistic function of a float32 or float64 scalar."""
-    raise NotImplementedError("only callable from compiled code")
-
-
-def _tanh(x):  # pragma: no cover - replaced when compiled
-    """tanh of a float32 or float64 scalar."""
-    raise NotImplementedError("only callable from compiled code")
-
-
-@overload(_sigmoid)
-def _sigmoid_impl(x):
-    if x == types.float32:
-        return lambda x: _sigmoid32(x)
-    if x == types.float64:
-        return lambda x: _sigmoid64(x)
-    return None
-
-
-@overload(_tanh)
-def _tanh_impl(x):
-    if x == types.float32:
-        return lambda x: _tanh32(x)
-    if x == types.float64:
-        return lambda x: math.tanh(x)
-    return None
-
-
 # Loops over flat (contiguous) arrays; the activation code is tested outside
 # the loops so that each loop vectorises.
 
 
-@_jit
+@jit
 def _activate(code, z, y):  # pragma: no cover - compiled
     """y = f(z) for the activation ``code``."""
     z, y = z.reshape(z.size), y.reshape(y.size)
@@ -372,13 +106,13 @@ def _activate(code, z, y):  # pragma: no cover - compiled
             y[k] = max(z[k], 0)
     elif code == 2:
         for k in range(z.size):
-            y[k] = _tanh(z[k])
+            y[k] = tanh(z[k])
     else:
         for k in range(z.size):
-            y[k] = _sigmoid(z[k])
+            y[k] = sigmoid(z[k])
 
 
-@_jit
+@jit
 def _derivative(code, z, y, out):  # pragma: no cover - compiled
     """out = f'(z), from the pre-activation z and the output y = f(z)."""
     z, y, out = z.reshape(z.size), y.reshape(y.size), out.reshape(out.size)
@@ -400,13 +134,13 @@ def _derivative(code, z, y, out):  # pragma: no cover - compiled
 # shared helpers of the loops
 
 
-@_jit
+@jit
 def _window(steps, truncate):  # pragma: no cover - compiled
     """First time step the backward loop visits (truncated back-propagation)."""
     return 0 if truncate < 0 else max(steps - truncate, 0)
 
 
-@_jit
+@jit
 def _add(y, x):  # pragma: no cover - compiled
     """y += x for two contiguous arrays of the same shape."""
     y, x = y.reshape(y.size), x.reshape(x.size)
@@ -414,7 +148,7 @@ def _add(y, x):  # pragma: no cover - compiled
         y[k] += x[k]
 
 
-@_jit
+@jit
 def _multiply(y, x):  # pragma: no cover - compiled
     """y *= x for two contiguous arrays of the same shape."""
     y, x = y.reshape(y.size), x.reshape(x.size)
@@ -422,7 +156,7 @@ def _multiply(y, x):  # pragma: no cover - compiled
         y[k] *= x[k]
 
 
-@_jit
+@jit
 def _weight_grad(h0, hs, d, start, grad):  # pragma: no cover - compiled
     """grad = sum over t >= start of h_{t-1}^T d_t, where h_{-1} = h0.
 
@@ -433,11 +167,11 @@ def _weight_grad(h0, hs, d, start, grad):  # pragma: no cover - compiled
     first = start
     beta = 0.0
     if start == 0 and steps > 0:
-        _gemm(h0, d[:batch], grad, True, False, 0.0)
+        gemm(h0, d[:batch], grad, True, False, 0.0)
         first, beta = 1, 1.0
     if first < steps:
         earlier = hs.reshape((steps * batch, n))[(first - 1) * batch : (steps - 1) * batch]
-        _gemm(earlier, d[first * batch :], grad, True, False, beta)
+        gemm(earlier, d[first * batch :], grad, True, False, beta)
     elif beta == 0.0:
         grad[:] = 0
     return grad
@@ -447,36 +181,36 @@ def _weight_grad(h0, hs, d, start, grad):  # pragma: no cover - compiled
 # RNN
 
 
-@_jit
-def _rnn_fw_step(xw, h_prev, hh, code, pre, out):  # pragma: no cover - compiled
-    _gemm(h_prev, hh, pre, False, False, 0.0)
+@jit
+def _rnn_fw_step(xw, h_prev, hh, code, pre, out, small):  # pragma: no cover - compiled
+    gemm(h_prev, hh, pre, False, False, 0.0, small)
     _add(pre, xw)
     _activate(code, pre, out)
 
 
-@_jit
+@jit
 def _rnn_forward(xw, h0, hh, code):  # pragma: no cover - compiled
     steps, batch, n = xw.shape
     pre = np.empty_like(xw)
     out = np.empty_like(xw)
-    threads = _step_threads(batch * n * n)
+    threads = step_threads(batch * n * n)
     for t in range(steps):
         if t == 0:
-            _rnn_fw_step(xw[t], h0, hh, code, pre[t], out[t])
+            _rnn_fw_step(xw[t], h0, hh, code, pre[t], out[t], threads >= 0)
         else:
-            _rnn_fw_step(xw[t], out[t - 1], hh, code, pre[t], out[t])
-    _restore_threads(threads)
+            _rnn_fw_step(xw[t], out[t - 1], hh, code, pre[t], out[t], threads >= 0)
+    restore_threads(threads)
     return pre, out
 
 
-@_jit
+@jit
 def _rnn_backward(hh, h0, pre, out, dpre, dout, code, truncate):  # pragma: no cover - compiled
     steps, batch, n = pre.shape
     dxw = np.empty_like(pre)
     carry = np.zeros((batch, n), dtype=pre.dtype)  # dL/dh_t from step t + 1
     start = _window(steps, truncate)
     dxw[:start] = 0  # steps outside the truncation window get no gradient
-    threads = _step_threads(batch * n * n)
+    threads = step_threads(batch * n * n)
     for t in range(steps - 1, start - 1, -1):
         g = dxw[t]
         _derivative(code, pre[t], out[t], g)
@@ -484,8 +218,8 @@ def _rnn_backward(hh, h0, pre, out, dpre, dout, code, truncate):  # pragma: no c
         p, o = p.reshape(g.size), o.reshape(g.size)
         for k in range(g.size):
             gf[k] = (o[k] + c[k]) * gf[k] + p[k]
-        _gemm(g, hh, carry, False, True, 0.0)
-    _restore_threads(threads)
+        gemm(g, hh, carry, False, True, 0.0, threads >= 0)
+    restore_threads(threads)
     if start > 0:
         carry[:] = 0
     dhh = np.empty((n, n), dtype=pre.dtype)
@@ -497,12 +231,12 @@ def _rnn_backward(hh, h0, pre, out, dpre, dout, code, truncate):  # pragma: no c
 # LSTM
 
 
-@_jit
+@jit
 def _lstm_fw_step(
-    xw, h_prev, c_prev, hh, ci, cf, co, bias, gates, cell, tanh_c, h
+    xw, h_prev, c_prev, hh, ci, cf, co, bias, gates, cell, tanh_c, h, small
 ):  # pragma: no cover - compiled
     """One step: ``gates`` gets [i, f, g, o], then the new cell, tanh(cell) and h."""
-    _gemm(h_prev, hh, gates, False, False, 0.0)
+    gemm(h_prev, hh, gates, False, False, 0.0, small)
     batch, width = gates.shape
     n = width // 4
     for b in range(batch):
@@ -511,22 +245,22 @@ def _lstm_fw_step(
             g[j] += x[j] + bias[j]
         gi, gf, gg, go = g[:n], g[n : 2 * n], g[2 * n : 3 * n], g[3 * n :]
         for j in range(n):
-            gi[j] = _sigmoid(gi[j] + cp[j] * ci[j])
+            gi[j] = sigmoid(gi[j] + cp[j] * ci[j])
         for j in range(n):
-            gf[j] = _sigmoid(gf[j] + cp[j] * cf[j])
+            gf[j] = sigmoid(gf[j] + cp[j] * cf[j])
         for j in range(n):
-            gg[j] = _tanh(gg[j])
+            gg[j] = tanh(gg[j])
         for j in range(n):
             cb[j] = gf[j] * cp[j] + gi[j] * gg[j]
         for j in range(n):
-            go[j] = _sigmoid(go[j] + cb[j] * co[j])
+            go[j] = sigmoid(go[j] + cb[j] * co[j])
         for j in range(n):
-            tb[j] = _tanh(cb[j])
+            tb[j] = tanh(cb[j])
         for j in range(n):
             hb[j] = go[j] * tb[j]
 
 
-@_jit
+@jit
 def _lstm_forward(xw, h0, c0, hh, ci, cf, co, bias):  # pragma: no cover - compiled
     steps, batch, width = xw.shape
     n = width // 4
@@ -534,21 +268,25 @@ def _lstm_forward(xw, h0, c0, hh, ci, cf, co, bias):  # pragma: no cover - compi
     cs = np.empty_like(hs)
     tanh_c = np.empty_like(hs)
     gates = np.empty_like(xw)
-    threads = _step_threads(batch * n * width)
+    threads = step_threads(batch * n * width)
+    small = threads >= 0
     for t in range(steps):
         if t == 0:
-            _lstm_fw_step(xw[t], h0, c0, hh, ci, cf, co, bias, gates[t], cs[t], tanh_c[t], hs[t])
+            _lstm_fw_step(
+                xw[t], h0, c0, hh, ci, cf, co, bias, gates[t], cs[t], tanh_c[t], hs[t], small
+            )
         else:
             _lstm_fw_step(
-                xw[t], hs[t - 1], cs[t - 1], hh, ci, cf, co, bias, gates[t], cs[t], tanh_c[t], hs[t]
-            )
-    _restore_threads(threads)
+                xw[t], hs[t - 1], cs[t - 1], hh, ci, cf, co, bias,
+                gates[t], cs[t], tanh_c[t], hs[t], small,
+            )  # fmt: skip
+    restore_threads(threads)
     return hs, cs, gates, tanh_c
 
 
-@_jit
+@jit
 def _lstm_bw_step(
-    gates, tanh_c, c_prev, cell, dh, dc, hh, ci, cf, co, dh_carry, dc_carry, d, sums, scratch
+    gates, tanh_c, c_prev, cell, dh, dc, hh, ci, cf, co, dh_carry, dc_carry, d, sums, scratch, small
 ):  # pragma: no cover - compiled
     """Gate pre-activation gradients ``d`` of one step; updates both carries and ``sums``.
 
@@ -588,10 +326,10 @@ def _lstm_bw_step(
             pf[j] += df[j] * cp[j]
         for j in range(n):
             po[j] += do[j] * cb[j]
-    _gemm(d, hh, dh_carry, False, True, 0.0)
+    gemm(d, hh, dh_carry, False, True, 0.0, small)
 
 
-@_jit
+@jit
 def _lstm_backward(
     hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc, truncate
 ):  # pragma: no cover - compiled
@@ -605,20 +343,20 @@ def _lstm_backward(
     scratch = np.empty((2, n), dtype=dtype)
     start = _window(steps, truncate)
     d[:start] = 0  # steps outside the truncation window get no gradient
-    threads = _step_threads(batch * n * width)
+    threads = step_threads(batch * n * width)
     for t in range(steps - 1, start - 1, -1):
         if t > 0:
             c_prev = cs[t - 1]
             _lstm_bw_step(
                 gates[t], tanh_c[t], c_prev, cs[t], dh[t], dc[t], hh, ci, cf, co,
-                dh_carry, dc_carry, d[t], sums, scratch,
+                dh_carry, dc_carry, d[t], sums, scratch, threads >= 0,
             )  # fmt: skip
         else:
             _lstm_bw_step(
                 gates[t], tanh_c[t], c0, cs[t], dh[t], dc[t], hh, ci, cf, co,
-                dh_carry, dc_carry, d[t], sums, scratch,
+                dh_carry, dc_carry, d[t], sums, scratch, threads >= 0,
             )  # fmt: skip
-    _restore_threads(threads)
+    restore_threads(threads)
     if start > 0:
         dh_carry[:] = 0
         dc_carry[:] = 0
@@ -635,24 +373,24 @@ def _lstm_backward(
 # GRU
 
 
-@_jit
+@jit
 def _gru_fw_step(
-    xw, h_prev, hh, hrz, code, pre, hid, rate, out, reset, gates, rh
+    xw, h_prev, hh, hrz, code, pre, hid, rate, out, reset, gates, rh, small
 ):  # pragma: no cover - compiled
     batch, n = pre.shape
-    _gemm(h_prev, hrz, gates, False, False, 0.0)
+    gemm(h_prev, hrz, gates, False, False, 0.0, small)
     for b in range(batch):
         g, x, hp = gates[b], xw[b], h_prev[b]
         r, z, q = reset[b], rate[b], rh[b]
         for j in range(2 * n):
-            g[j] = _sigmoid(g[j] + x[n + j])
+            g[j] = sigmoid(g[j] + x[n + j])
         for j in range(n):
             r[j] = g[j]
         for j in range(n):
             z[j] = g[n + j]
         for j in range(n):
             q[j] = r[j] * hp[j]
-    _gemm(rh, hh, pre, False, False, 0.0)
+    gemm(rh, hh, pre, False, False, 0.0, small)
     for b in range(batch):
         p, x = pre[b], xw[b]
         for j in range(n):
@@ -664,7 +402,7 @@ def _gru_fw_step(
             o[j] = hp[j] + z[j] * (y[j] - hp[j])
 
 
-@_jit
+@jit
 def _gru_forward(xw, h0, hh, hrz, code):  # pragma: no cover - compiled
     steps, batch, width = xw.shape
     n = width // 3
@@ -677,34 +415,26 @@ def _gru_forward(xw, h0, hh, hrz, code):  # pragma: no cover - compiled
     )
     gates = np.empty((batch, 2 * n), dtype=xw.dtype)
     rh = np.empty((batch, n), dtype=xw.dtype)
-    threads = _step_threads(batch * n * 2 * n)
+    threads = step_threads(batch * n * 2 * n)
+    small = threads >= 0
     for t in range(steps):
         if t == 0:
             _gru_fw_step(
-                xw[t], h0, hh, hrz, code, pre[t], hid[t], rate[t], out[t], reset[t], gates, rh
-            )
+                xw[t], h0, hh, hrz, code, pre[t], hid[t], rate[t], out[t], reset[t],
+                gates, rh, small,
+            )  # fmt: skip
         else:
             _gru_fw_step(
-                xw[t],
-                out[t - 1],
-                hh,
-                hrz,
-                code,
-                pre[t],
-                hid[t],
-                rate[t],
-                out[t],
-                reset[t],
-                gates,
-                rh,
-            )
-    _restore_threads(threads)
+                xw[t], out[t - 1], hh, hrz, code, pre[t], hid[t], rate[t], out[t], reset[t],
+                gates, rh, small,
+            )  # fmt: skip
+    restore_threads(threads)
     return pre, hid, rate, out, reset
 
 
-@_jit
+@jit
 def _gru_bw_step(
-    code, pre, hid, rate, h_prev, reset, dpre, dhid, drate, dout, hh, hrz, carry, d, scratch
+    code, pre, hid, rate, h_prev, reset, dpre, dhid, drate, dout, hh, hrz, carry, d, scratch, small
 ):  # pragma: no cover - compiled
     """Gradients ``d`` = [candidate, reset, update] of one step; updates ``carry``."""
     batch, n = pre.shape
@@ -725,7 +455,7 @@ def _gru_bw_step(
             dcand[j] = (e[j] * z[j] + qh[j]) * fd[j] + qp[j]
         for j in range(n):
             k[j] = e[j] * (one - z[j])
-    _gemm(d[:, :n], hh, drh, False, True, 0.0)
+    gemm(d[:, :n], hh, drh, False, True, 0.0, small)
     for b in range(batch):
         r, hp, k, q = reset[b], h_prev[b], carry[b], drh[b]
         dr = d[b, n : 2 * n]
@@ -733,10 +463,10 @@ def _gru_bw_step(
             dr[j] = q[j] * hp[j] * r[j] * (one - r[j])
         for j in range(n):
             k[j] += q[j] * r[j]
-    _gemm(d[:, n:], hrz, carry, False, True, 1.0)
+    gemm(d[:, n:], hrz, carry, False, True, 1.0, small)
 
 
-@_jit
+@jit
 def _gru_backward(
     hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout, code, truncate
 ):  # pragma: no cover - compiled
@@ -747,19 +477,19 @@ def _gru_backward(
     scratch = np.empty((3, batch, n), dtype=dtype)
     start = _window(steps, truncate)
     d[:start] = 0  # steps outside the truncation window get no gradient
-    threads = _step_threads(batch * n * 2 * n)
+    threads = step_threads(batch * n * 2 * n)
     for t in range(steps - 1, start - 1, -1):
         if t > 0:
             _gru_bw_step(
                 code, pre[t], hid[t], rate[t], out[t - 1], reset[t], dpre[t], dhid[t],
-                drate[t], dout[t], hh, hrz, carry, d[t], scratch,
+                drate[t], dout[t], hh, hrz, carry, d[t], scratch, threads >= 0,
             )  # fmt: skip
         else:
             _gru_bw_step(
                 code, pre[t], hid[t], rate[t], h0, reset[t], dpre[t], dhid[t],
-                drate[t], dout[t], hh, hrz, carry, d[t], scratch,
+                drate[t], dout[t], hh, hrz, carry, d[t], scratch, threads >= 0,
             )  # fmt: skip
-    _restore_threads(threads)
+    restore_threads(threads)
     if start > 0:
         carry[:] = 0
     flat = d.reshape((steps * batch, 3 * n))
@@ -774,7 +504,7 @@ def _gru_backward(
     dhh = np.zeros((n, n), dtype=dtype)
     if start < steps:
         rows = rh.reshape((steps * batch, n))[start * batch :]
-        _gemm(rows, flat[start * batch :, :n], dhh, True, False, 0.0)
+        gemm(rows, flat[start * batch :, :n], dhh, True, False, 0.0)
     dhrz = np.empty((n, 2 * n), dtype=dtype)
     _weight_grad(h0, out, flat[:, n:], start, dhrz)
     return d, carry, dhh, dhrz

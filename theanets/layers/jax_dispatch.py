@@ -1,33 +1,75 @@
-"""JAX implementations of theanets' own PyTensor operations.
+"""PyTensor's JAX backend for theanets: its mode and JAX versions of our operations.
 
 PyTensor's JAX backend (``mode='JAX'``) turns a graph into one function that
 :func:`jax.jit` compiles for JAX's default device, a GPU when JAX has one.
-Every operation in the graph needs a JAX implementation, registered with
-:func:`pytensor.link.jax.dispatch.jax_funcify`. PyTensor supplies those of its
-own operations; this module supplies those of the operations theanets
-defines:
+:mod:`theanets.backend` hands every function theanets compiles to
+:func:`mode` when the JAX backend is chosen (``THEANETS_MODE=JAX``,
+``PYTENSOR_FLAGS=mode=JAX`` or :func:`theanets.backend.set_mode`). Nothing
+here is imported by ``import theanets``, so JAX is needed only by those who
+use it.
 
-* :class:`theanets.layers.convolution.MatMul`, the matrix product with
-  transpose flags of the convolution layers, as :func:`jax.numpy.matmul`;
-* the fused recurrent loops of :mod:`theanets.layers.fused`
-  (:class:`~theanets.layers.fused.RNNForward`, ``LSTMForward``,
-  ``GRUForward`` and their ``...Backward`` gradient operations), as
+What this module adds to PyTensor's own JAX backend:
+
+* JAX implementations, registered with
+  :func:`pytensor.link.jax.dispatch.jax_funcify`, of the operations theanets
+  defines: :class:`theanets.layers.convolution.MatMul` (a matrix product with
+  transpose flags; the patch and pooling operations of
+  :mod:`theanets.layers._conv_ops` are replaced by PyTensor expressions
+  under JAX, by a rewrite of that module) and the fused recurrent loops of
+  :mod:`theanets.layers.fused` (``RNNForward``, ``LSTMForward``,
+  ``GRUForward`` and their ``...Backward`` gradients), as
   :func:`jax.lax.scan` loops that compute the same quantities from the same
-  inputs as the compiled Numba loops, including truncated
-  back-propagation through time.
+  inputs as the compiled Numba loops, including truncated back-propagation
+  through time. The backward loops apply the chain rule step by step from
+  the last time step to the first, like the Numba ones.
+* Shape arithmetic that stays concrete. :func:`jax.jit` needs every array
+  shape and slice bound as a plain integer while it traces, but PyTensor
+  computes some of them (the buffer of a :func:`pytensor.scan` loop, the
+  bounds of its gradient) with comparisons, ``switch`` and fused scalar
+  expressions, which PyTensor's JAX versions evaluate with :mod:`jax.numpy`
+  and so turn into traced values. Here those scalar operations compute with
+  Python operators when none of their inputs is traced, and with
+  :mod:`jax.numpy` otherwise.
+* A linker that returns NumPy arrays of the types the graph declares, so
+  that ``predict``, ``feed_forward`` and parameter values are the same kind
+  of object under every backend (and a model trained under JAX can be used
+  under the default backend); that keeps shared random streams shared (each
+  call starts from the stream's current state and leaves its new state
+  there, where PyTensor's own JAX linker gives every function a private
+  copy); that refuses sparse inputs, which JAX cannot take, with a
+  :class:`~theanets.util.ConfigurationError`; and that quiets warnings
+  PyTensor and JAX give for every graph theanets builds (random streams
+  copied into the function, run-time shape assertions dropped, 64-bit
+  values narrowed in float32 models).
 
-Nothing here is imported by ``import theanets``: :func:`register` runs the
-first time a function is compiled for the JAX backend (see
-:mod:`theanets.backend`), so JAX is only needed by those who use it.
-
-The backward loops follow the chain rule step by step, from the last time
-step to the first, exactly as the Numba loops do; the tests check both
-against PyTensor's gradients of the :func:`pytensor.scan` reference.
+JAX's 64-bit types are switched on when the first function is compiled
+for JAX with ``floatX`` ``'float64'``, off otherwise, as PyTensor itself
+decides when its JAX backend is first imported.
 """
 
-__all__ = ["register"]
+import warnings
+
+import numpy as np
+
+from .. import util
+
+__all__ = ["mode", "register"]
+
+#: The name of PyTensor's JAX mode, as :func:`theanets.backend.set_mode` takes it.
+MODE_NAME = "JAX"
 
 _REGISTERED = False
+_MODE = None
+
+#: Warnings PyTensor's JAX backend gives for graphs theanets builds on purpose.
+_QUIET = (
+    # every dropout/noise stream (the linker keeps the copy and the stream in step)
+    r"The RandomType SharedVariables .* will not be used",
+    # broadcasting checks that JAX's tracing removes; shapes are checked on entry
+    r"Skipping .*Assert.* Op",
+    # 64-bit values of a graph when JAX's 64-bit types are off (float32 models)
+    r"Explicitly requested dtype .* is not available",
+)
 
 
 def register():
@@ -47,8 +89,13 @@ def register():
     global _REGISTERED
     if _REGISTERED:
         return False
-    import jax  # noqa: F401 - fail early, with JAX's own message, when it is missing
+    import jax
+    import pytensor
     from pytensor.link.jax.dispatch import jax_funcify
+
+    # JAX's 64-bit types follow floatX, as PyTensor sets them when its JAX
+    # backend is first imported (which may have happened under another floatX).
+    jax.config.update("jax_enable_x64", pytensor.config.floatX == "float64")
 
     from . import convolution, fused
 
@@ -59,8 +106,244 @@ def register():
     jax_funcify.register(fused.LSTMBackward)(_lstm_backward)
     jax_funcify.register(fused.GRUForward)(_gru_forward)
     jax_funcify.register(fused.GRUBackward)(_gru_backward)
+    _register_concrete_scalars()
     _REGISTERED = True
     return True
+
+
+def mode(chosen=MODE_NAME):
+    """The PyTensor mode to compile with when the JAX backend is chosen.
+
+    Parameters
+    ----------
+    chosen : str or :class:`pytensor.compile.mode.Mode`, optional
+        The mode that was chosen: the name ``'JAX'`` gives this module's
+        mode (PyTensor's JAX rewrites and this module's linker, one shared
+        instance); a mode instance is kept as it is.
+
+    Returns
+    -------
+    :class:`pytensor.compile.mode.Mode`
+
+    Raises
+    ------
+    ConfigurationError
+        If JAX is not installed.
+    """
+    global _MODE
+    try:
+        register()
+    except ImportError as err:
+        raise util.ConfigurationError(
+            f"the JAX backend (mode {MODE_NAME!r}) needs JAX, which cannot be imported "
+            f"({err}); install it with: pip install 'theanets[jax]' (CPU), or see "
+            "https://docs.jax.dev/en/latest/installation.html for GPU builds"
+        ) from err
+    if not isinstance(chosen, str):
+        return chosen
+    if _MODE is None:
+        from pytensor.compile.mode import Mode, get_mode
+
+        _MODE = Mode(linker=_make_linker()(), optimizer=get_mode(MODE_NAME).provided_optimizer)
+    return _MODE
+
+
+def _make_linker():
+    """The linker class of :func:`mode` (defined here: its base class needs JAX)."""
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.link.jax.linker import JAXLinker
+    from pytensor.sparse.type import SparseTensorType
+    from pytensor.tensor.random.type import RandomType
+
+    class Linker(JAXLinker):
+        """PyTensor's JAX linker, with NumPy results, shared random streams and no sparse inputs.
+
+        Every array a compiled function returns, the new values of shared
+        variables included, is copied into a NumPy array of the type the
+        graph declares: PyTensor's other backends cannot read JAX arrays from
+        shared variables, NumPy arrays are what theanets returns under every
+        backend, and a few of PyTensor's JAX implementations compute in a
+        wider type than they declare. On a GPU this copies the parameters
+        between device and host memory at every training step.
+
+        PyTensor's own JAX linker gives each compiled function a private
+        copy of every shared random generator, taken when it is compiled.
+        Here each call instead starts from the shared generator's current
+        state and leaves the advanced state in it (see :class:`_Stream`), as
+        the other backends do: functions that share a stream draw one
+        sequence between them, and ``set_value`` reseeds them.
+        """
+
+        def fgraph_convert(self, fgraph, *args, **kwargs):
+            for var in fgraph.inputs:
+                if isinstance(var.type, SparseTensorType):
+                    raise util.ConfigurationError(
+                        f"input {var.name or str(var)!r} is a sparse {var.type.format} matrix, "
+                        f"which PyTensor's JAX backend (mode {MODE_NAME!r}) cannot take; use "
+                        "dense inputs (sparse=None) or another backend, e.g. "
+                        "theanets.backend.set_mode('auto')"
+                    )
+            updated = {i: o for o, i in (getattr(fgraph, "update_mapping", None) or {}).items()}
+            self._streams = [
+                _Stream(i, var, updated.get(i))
+                for i, var in enumerate(fgraph.inputs)
+                if isinstance(var, SharedVariable) and isinstance(var.type, RandomType)
+            ]
+            with warnings.catch_warnings():
+                for message in _QUIET:
+                    warnings.filterwarnings("ignore", message=message, category=UserWarning)
+                return super().fgraph_convert(fgraph, *args, **kwargs)
+
+        def jit_compile(self, fn):
+            import jax
+
+            compiled = super().jit_compile(fn)
+            array = jax.Array
+            dtypes = [getattr(var.type, "dtype", None) for var in self.fgraph.outputs]
+            streams = self._streams
+
+            def run(*args):
+                if streams:
+                    args = list(args)
+                    for stream in streams:
+                        stream.load(args)
+                # JAX traces (and warns about types it narrows) on a first call
+                with warnings.catch_warnings():
+                    for message in _QUIET:
+                        warnings.filterwarnings("ignore", message=message, category=UserWarning)
+                    results = compiled(*args)
+                for stream in streams:
+                    stream.store(results)
+                return [
+                    np.array(x, dtype=dtype) if isinstance(x, array) else x
+                    for x, dtype in zip(results, dtypes)
+                ]
+
+            return run
+
+    return Linker
+
+
+class _Stream:
+    """One shared NumPy random generator of a function compiled for JAX.
+
+    JAX draws from a key, not from a NumPy ``Generator``. Before a call,
+    :meth:`load` hands the function the key of the shared generator's
+    current state, unless that state is the one the function itself left
+    there (then the function's own JAX state, which continues the same
+    stream, is used). After the call, :meth:`store` puts a NumPy generator seeded from the
+    advanced key back into the shared variable, where other functions and
+    ``get_value`` find it.
+
+    Parameters
+    ----------
+    index : int
+        Position of the generator among the function's inputs.
+    shared : shared variable
+        The generator's shared variable.
+    output : int or None
+        Position of its new state among the function's outputs (None when
+        the function does not update it).
+    """
+
+    def __init__(self, index, shared, output):
+        self.index = index
+        self.shared = shared
+        self.output = output
+        self.left = None  # the generator this function left in the shared variable
+        self.state = None  # and the JAX state it was seeded from
+
+    def load(self, args):
+        from pytensor.link.jax.dispatch import jax_typify
+
+        value = self.shared.container.storage[0]
+        args[self.index] = self.state if value is self.left else jax_typify(value)
+
+    def store(self, results):
+        if self.output is None:
+            return
+        self.state = results[self.output]
+        self.left = np.random.default_rng(np.asarray(self.state["jax_state"]))
+        self.shared.container.storage[0] = self.left
+
+
+# ----------------------------------------------------------------------
+# shape arithmetic that stays concrete
+
+
+def _register_concrete_scalars():
+    """Give scalar operations Python versions for untraced inputs (see the module notes)."""
+    import operator
+
+    import jax
+    import jax.numpy as jnp
+    import pytensor.scalar.basic as ps
+    from pytensor.link.jax.dispatch import jax_funcify
+    from pytensor.link.jax.dispatch.scalar import jax_funcify_scalar_op_via_py_operators
+    from pytensor.tensor.basic import ARange, ScalarFromTensor
+
+    traced = jax.Array
+
+    def either(python, numpy):
+        def fn(*args):
+            if any(isinstance(a, traced) for a in args):
+                return numpy(*args)
+            return python(*args)
+
+        return fn
+
+    table = {
+        ps.LT: (operator.lt, jnp.less),
+        ps.GT: (operator.gt, jnp.greater),
+        ps.LE: (operator.le, jnp.less_equal),
+        ps.GE: (operator.ge, jnp.greater_equal),
+        ps.EQ: (operator.eq, jnp.equal),
+        ps.NEQ: (operator.ne, jnp.not_equal),
+        ps.AND: (operator.and_, jnp.logical_and),
+        ps.OR: (operator.or_, jnp.logical_or),
+        ps.Switch: (lambda c, a, b: a if c else b, jnp.where),
+        ps.ScalarMaximum: (max, jnp.maximum),
+        ps.ScalarMinimum: (min, jnp.minimum),
+        ps.Abs: (abs, jnp.abs),
+        ps.Neg: (operator.neg, jnp.negative),
+    }
+    for cls, (python, numpy) in table.items():
+        jax_funcify_scalar_op_via_py_operators.register(cls)(
+            lambda op, python=python, numpy=numpy: either(python, numpy)
+        )
+
+    composite = jax_funcify.dispatch(ps.Composite)
+
+    @jax_funcify.register(ps.Composite)
+    def _composite(op, node, **kwargs):
+        # PyTensor vectorises every fused scalar expression with jnp.vectorize,
+        # which traces it; one of scalars only needs no vectorising.
+        if any(i.type.ndim for i in node.inputs):
+            return composite(op, node=node, **kwargs)
+        inner = jax_funcify(op.fgraph)
+        if len(node.outputs) == 1:
+            return lambda *args: inner(*args)[0]
+        return inner
+
+    @jax_funcify.register(ARange)
+    def _arange(op, node, **kwargs):
+        # PyTensor's version accepts only constants and array lengths as bounds,
+        # and mixes its constants' small integer types with the lengths, which
+        # overflows (an int8 0 and a batch of 128); any untraced integer will do.
+        dtype = op.dtype
+
+        def concrete_arange(*bounds):
+            bounds = [b if isinstance(b, traced) else np.asarray(b).item() for b in bounds]
+            return jnp.arange(*bounds, dtype=dtype)
+
+        return concrete_arange
+
+    scalar_from_tensor = jax_funcify.dispatch(ScalarFromTensor)
+
+    @jax_funcify.register(ScalarFromTensor)
+    def _scalar_from_tensor(op, **kwargs):
+        traced_fn = scalar_from_tensor(op, **kwargs)
+        return lambda x: traced_fn(x) if isinstance(x, traced) else x
 
 
 # ----------------------------------------------------------------------

@@ -28,6 +28,7 @@ import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 
+from .. import backend as _backend
 from .. import util
 from ._checks import check_count as _check_count
 from ._checks import check_number as _check_number
@@ -119,7 +120,8 @@ class Optimizer(util.Registrar):
         reported the squared norm under that name). Unnamed parameters are
         called ``unnamed0``, ``unnamed1``, …. Defaults to False.
     mode : str or pytensor Mode, optional
-        The PyTensor compilation mode; defaults to PyTensor's default mode.
+        The PyTensor compilation mode; by default the one
+        :func:`theanets.backend.choose_mode` picks when a function is compiled.
 
     Raises
     ------
@@ -239,7 +241,7 @@ class Optimizer(util.Registrar):
         self._scalars = {}
         self._step_fns = {}
         self._states = {}
-        self._eval_fn = None
+        self._eval_fns = {}
         self.best_loss = None
         self.best_params = None
         self._config = None
@@ -581,35 +583,39 @@ class Optimizer(util.Registrar):
 
     # ------------------------------------------------------------- compiling
 
+    def _compile(self, mode, outputs, updates, name, what):
+        """Compile a function of the inputs in ``mode``."""
+        util.log("compiling {} function", what)
+        return pytensor.function(
+            self._inputs,
+            outputs,
+            updates=updates,
+            mode=mode,
+            name=name,
+            on_unused_input="ignore",
+        )
+
     def _step_function(self, key):
-        fn = self._step_fns.get(key)
+        mode = _backend.choose_mode(self.mode)
+        full_key = (key, _backend.mode_key(mode))
+        fn = self._step_fns.get(full_key)
         if fn is None:
             label = type(self).__name__
-            util.log("compiling {} training function", label)
             updates = list(self._updates) + self._build_updates(key)
-            fn = pytensor.function(
-                self._inputs,
-                self._monitor_exprs,
-                updates=updates,
-                mode=self.mode,
-                name=label,
-                on_unused_input="ignore",
-            )
-            self._step_fns[key] = fn
+            fn = self._compile(mode, self._monitor_exprs, updates, label, f"{label} training")
+            self._step_fns[full_key] = fn
         return fn
 
     def _evaluation_function(self):
-        if self._eval_fn is None:
-            util.log("compiling evaluation function")
-            self._eval_fn = pytensor.function(
-                self._inputs,
-                self._monitor_exprs,
-                updates=list(self._updates),
-                mode=self.mode,
-                name="evaluation",
-                on_unused_input="ignore",
-            )
-        return self._eval_fn
+        """The monitors without parameter updates, compiled when first needed."""
+        mode = _backend.choose_mode(self.mode)
+        mode_key = _backend.mode_key(mode)
+        fn = self._eval_fns.get(mode_key)
+        if fn is None:
+            updates = list(self._updates)
+            fn = self._compile(mode, self._monitor_exprs, updates, "evaluation", "evaluation")
+            self._eval_fns[mode_key] = fn
+        return fn
 
     # ---------------------------------------------------------------- running
 
@@ -829,7 +835,6 @@ class Optimizer(util.Registrar):
         self._prepare_run(config)
         key = self._structure(config)
         step = self._step_function(key)
-        self._evaluation_function()
         self._reset_states(key, config)
 
         label = type(self).__name__

@@ -1,0 +1,196 @@
+"""The compilation-mode choice (theanets.backend): each documented rule, and what it compiles."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytensor
+import pytest
+from pytensor.link.numba.linker import NumbaLinker
+from pytensor.link.vm import VMLinker
+
+import theanets
+from theanets import backend
+
+
+@pytest.fixture
+def setting(monkeypatch):
+    """No THEANETS_MODE, no set_mode() setting; both restored afterwards."""
+    monkeypatch.delenv(backend.ENV_VAR, raising=False)
+    previous = backend.set_mode(None)
+    yield
+    backend.set_mode(previous)
+
+
+def _auto():
+    """What the docs say the automatic choice is on this machine."""
+    return "CVM" if pytensor.config.cxx else "NUMBA"
+
+
+# Each row: (THEANETS_MODE, set_mode() argument, pytensor.config flags, expected choice),
+# in the order of the rules in the module docstring.
+RULES = [
+    # 1. a theanets setting wins over PyTensor's configuration
+    (None, "NUMBA", {"mode": "FAST_COMPILE"}, "NUMBA"),
+    ("FAST_COMPILE", None, {"mode": "Mode"}, "FAST_COMPILE"),
+    ("NUMBA", "CVM", {"mode": "Mode"}, "CVM"),  # set_mode() before the variable
+    ("NUMBA", "auto", {"mode": "Mode"}, "AUTO"),  # 'auto' ignores the variable
+    (" auto ", None, {"mode": "Mode"}, "AUTO"),
+    # 2. an explicit PyTensor choice
+    (None, None, {"mode": "FAST_COMPILE"}, "FAST_COMPILE"),
+    (None, None, {"mode": "NUMBA"}, "NUMBA"),
+    (None, None, {"mode": "FAST_RUN"}, "FAST_RUN"),
+    (None, None, {"mode": "Mode", "linker": "cvm"}, "Mode"),
+    (None, None, {"mode": "Mode", "linker": "numba"}, "Mode"),
+    # 3. nothing chosen: the C backend with a compiler
+    (None, None, {"mode": "Mode", "linker": "auto"}, "AUTO"),
+]
+
+
+@pytest.mark.parametrize("env, set_to, flags, expected", RULES)
+def test_choose_mode_follows_the_documented_rules(
+    setting, monkeypatch, env, set_to, flags, expected
+):
+    if env is not None:
+        monkeypatch.setenv(backend.ENV_VAR, env)
+    if set_to is not None:
+        backend.set_mode(set_to)
+    with pytensor.config.change_flags(**flags):
+        chosen = backend.choose_mode()
+    assert chosen == (_auto() if expected == "AUTO" else expected)
+
+
+def test_without_a_compiler_the_automatic_choice_is_numba(setting):
+    with pytensor.config.change_flags(mode="Mode", cxx=""):
+        assert backend.choose_mode() == "NUMBA"
+
+
+def test_a_mode_given_for_one_function_wins(setting):
+    backend.set_mode("NUMBA")
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        assert backend.choose_mode("CVM") == "CVM"
+
+
+def test_set_mode_returns_the_previous_setting(setting):
+    assert backend.set_mode("FAST_COMPILE") is None
+    assert backend.set_mode("auto") == "FAST_COMPILE"
+    assert backend.get_mode() is None
+    assert backend.set_mode(None) == "auto"
+
+
+@pytest.mark.parametrize("bad, hint", [("NUBMA", "NUMBA"), ("fast_compiled", "FAST_COMPILE")])
+def test_unknown_modes_are_refused_with_a_suggestion(setting, monkeypatch, bad, hint):
+    with pytest.raises(theanets.ConfigurationError, match="set_mode.*unknown PyTensor mode"):
+        backend.set_mode(bad)
+    assert backend.get_mode() is None  # unchanged
+    monkeypatch.setenv(backend.ENV_VAR, bad)
+    with pytest.raises(theanets.ConfigurationError, match=f"THEANETS_MODE.*Did you mean '{hint}'"):
+        backend.choose_mode()
+
+
+def test_set_mode_refuses_other_types(setting):
+    with pytest.raises(theanets.ConfigurationError, match="expected 'auto', a PyTensor mode"):
+        backend.set_mode(3)
+
+
+def test_a_mode_instance_is_accepted(setting):
+    mode = pytensor.compile.mode.get_mode("FAST_COMPILE").excluding("fusion")
+    backend.set_mode(mode)
+    assert backend.choose_mode() is mode
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_networks_compile_in_the_chosen_mode_and_keep_their_results(setting, default_mode):
+    """Under the users' mode, predict compiles with the chosen backend and matches NumPy."""
+    net = theanets.Classifier([4, (5, "tanh"), 3])
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(pytensor.config.floatX)
+    probs = net.predict_proba(x)
+    (fn,) = net._functions.values()
+    if pytensor.config.cxx:
+        assert isinstance(fn.maker.linker, VMLinker) and fn.maker.linker.use_cloop
+        # softmax is compiled into the function, not called as an inner function
+        ops = {type(node.op).__name__ for node in fn.maker.fgraph.apply_nodes}
+        assert "Softmax" not in ops, ops
+    else:
+        assert isinstance(fn.maker.linker, NumbaLinker)
+    w = [p.get_value() for p in net.params]
+    expected = _softmax(np.tanh(x @ w[0] + w[1]) @ w[2] + w[3])
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_mode_compiles_again_and_old_functions_are_kept(setting):
+    net = theanets.Regressor([3, 2])
+    x = np.ones((2, 3), dtype=pytensor.config.floatX)
+    net.predict(x)  # FAST_COMPILE: Python implementations, Python loop
+    backend.set_mode("CVM")
+    net.predict(x)
+    net.predict(x)
+    loops = sorted(fn.maker.linker.use_cloop for fn in net._functions.values())
+    assert loops == [False, True]
+
+
+def test_optimizers_compile_in_the_chosen_mode(setting):
+    import pytensor.tensor as pt
+
+    w = pytensor.shared(np.zeros(2), name="w")
+    x, y = pt.matrix("x"), pt.vector("y")
+    opt = theanets.optimizers.build("sgd", pt.sqr(x.dot(w) - y).mean(), [w], [x, y])
+    data = [np.eye(2), np.array([1.0, -1.0])]
+    opt.minimize(data, learning_rate=0.5, max_updates=2, batch_size=2)
+    fns = list(opt._step_fns.values()) + list(opt._eval_fns.values())
+    assert len(fns) == 2
+    assert all(type(fn.maker.linker).__name__ == "VMLinker" for fn in fns)  # FAST_COMPILE
+    assert all(not fn.maker.linker.use_cloop for fn in fns)
+
+
+def test_validation_is_compiled_only_when_needed(setting):
+    import pytensor.tensor as pt
+
+    w = pytensor.shared(np.zeros(2), name="w")
+    x, y = pt.matrix("x"), pt.vector("y")
+    opt = theanets.optimizers.build("sgd", pt.sqr(x.dot(w) - y).mean(), [w], [x, y])
+    run = opt.iterate([np.eye(2), np.array([1.0, -1.0])], batch_size=2, learning_rate=0.1)
+    assert not opt._step_fns and not opt._eval_fns  # nothing compiled before iteration
+    next(run)
+    assert len(opt._step_fns) == 1 and len(opt._eval_fns) == 1
+
+
+def _run(code, **env):
+    full = dict(os.environ)
+    full.pop("PYTENSOR_FLAGS", None)
+    full.pop(backend.ENV_VAR, None)
+    full.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=full,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.split()
+
+
+SETTINGS = """
+    import pytensor  # imported before theanets, as scripts that set floatX first do
+    import theanets
+    from theanets import backend
+    backend.choose_mode()
+    print(bool(pytensor.config.blas__ldflags), repr(pytensor.config.gcc__cxxflags))
+"""
+
+
+@pytest.mark.skipif(not pytensor.config.cxx, reason="needs a C++ compiler for the C backend")
+def test_c_mode_links_blas_and_drops_debug_information_unless_the_user_chose():
+    linked, flags = _run(SETTINGS)
+    assert linked == "True" and flags == "'-g0'"
+    _, flags = _run(SETTINGS, PYTENSOR_FLAGS="gcc__cxxflags=-O2")
+    assert flags == "'-O2'"
+    linked, _ = _run(SETTINGS, PYTENSOR_FLAGS="blas__ldflags=")
+    assert linked == "False"

@@ -1,62 +1,80 @@
-"""Speed of a small convnet training step: theanets vs hand-written PyTensor vs PyTorch.
+"""Speed of a small convnet: training steps vs PyTorch, and the first compile on a cold cache.
 
 The network: 28x28x1 inputs, two 3x3 convolutions (32 and 64 filters, relu)
 each followed by 2x2 max pooling, a 128-unit relu layer and a 10-way softmax;
 batch 64, float32, plain SGD. Contenders, timed side by side in one process
 with interleaved repetitions:
 
-* ``theanets``: ``net.itertrain(algo='sgd')`` (one epoch = ``BATCHES`` steps);
-* ``pytensor``: one compiled PyTensor function of ``net.loss()`` and SGD
-  updates of ``net.params`` (the same graph without the trainer);
-* ``torch``: the same model in PyTorch on the CPU.
+* ``theanets``: ``net.itertrain(algo='sgd')`` (one epoch = ``BATCHES`` steps)
+  in the mode theanets chooses (:func:`theanets.backend.choose_mode`,
+  recorded as ``mode``);
+* ``theanets_numba`` / ``theanets_cvm``: the same in the other of PyTensor's
+  Numba and C backends;
+* ``pytensor``: one PyTensor function of ``net.loss()`` and SGD updates of
+  ``net.params``, compiled in the same mode as ``theanets`` (the same graph
+  without the training loop);
+* ``torch``: the same model in PyTorch on the CPU, from the same weights.
 
-Every contender uses one BLAS/PyTorch thread by default (``--threads``), and
-PyTensor's default (Numba) backend unless ``--mode`` names another, e.g.
-``--mode CVM`` for the C backend. Run ``python benchmarks/bench_convolution.py``;
-results go to ``benchmarks/results.json`` under ``convolution`` (or
-``convolution_<mode>``).
+Every contender is timed with the default thread settings and with one thread
+(:mod:`threadpoolctl` limits the BLAS libraries, ``torch.set_num_threads``
+PyTorch); figures are milliseconds per training step, the median over the
+repetitions and the fastest and slowest one. The load average of the machine
+is recorded too: other processes on the same cores slow multithreaded runs
+most.
+
+The first compile is measured in a fresh Python process with empty compile
+caches (``PYTENSOR_FLAGS=base_compiledir=<new folder>``, which holds both
+PyTensor's C modules and its Numba cache, and ``NUMBA_CACHE_DIR=<new
+folder>``): the time from building the network to the end of the first
+training epoch (``next(net.itertrain(...))``: compiling the training and
+validation functions, the initial validation and one epoch), in wall seconds
+and in CPU seconds of the process and the compilers it starts (less sensitive
+to a busy machine). ``--cold-modes`` chooses the modes (default: the
+automatic one; ``none`` skips it).
+
+Run ``python benchmarks/bench_convolution.py``; results go to
+``benchmarks/results.json`` under ``convolution``.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
+import tempfile
 
-
-def _threads(argv):
-    """The --threads value, read before NumPy/BLAS are loaded (default 1)."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--threads="):
-            return arg.split("=", 1)[1]
-        if arg == "--threads" and i + 1 < len(argv):
-            return argv[i + 1]
-    return "1"
-
-
-# BLAS libraries read their thread count when they are loaded. One thread for
-# every contender keeps the comparison fair on a machine shared with other jobs
-# (busy cores make multithreaded BLAS and PyTorch spin and stall).
-THREADS = int(_threads(sys.argv[1:]))
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = str(THREADS)
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (  # noqa: E402
-    interleaved_times,
-    ratio,
-    record,
-    set_float32,
-    torch_or_none,
-)
+from _common import interleaved_times, ratio, record, run_python, set_float32, torch_or_none
 
 BATCH = 64
 BATCHES = 8
 LEARNING_RATE = 0.01
 SHAPE = (28, 28, 1)
 CLASSES = 10
+
+#: Run in a fresh process: time the first epoch of a new network in ``mode`` (or 'auto').
+FIRST_EPOCH = """
+import os, resource, sys, time
+sys.path.insert(0, {here!r})
+start = time.perf_counter()
+import numpy as np
+import theanets
+import bench_convolution as bench
+bench.set_float32()
+if {mode!r} != 'auto':
+    theanets.backend.set_mode({mode!r})
+x, y = bench.make_data(np.random.default_rng(0))
+begin = time.perf_counter()
+net = bench.theanets_network()
+bench.theanets_epoch(net, x, y)
+wall = time.perf_counter() - begin
+usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+print(round(wall, 2), round(cpu, 2), round(begin - start, 2))
+"""
 
 
 def make_data(rng):
@@ -82,8 +100,10 @@ def theanets_network():
     )
 
 
-def theanets_epoch(net, x, y):
-    """A callable running one epoch of ``net.itertrain`` with SGD."""
+def theanets_epoch(net, x, y, mode=None):
+    """A callable running one epoch of ``net.itertrain`` with SGD (compiled in ``mode``)."""
+    import theanets
+
     run = net.itertrain(
         [x, y],
         algo="sgd",
@@ -92,11 +112,18 @@ def theanets_epoch(net, x, y):
         validate_every=10**9,
         patience=10**9,
     )
-    next(run)  # the first epoch includes the initial validation
+    if mode is None:
+        next(run)  # the first epoch includes the initial validation
+        return lambda: next(run)
+    previous = theanets.backend.set_mode(mode)
+    try:
+        next(run)
+    finally:
+        theanets.backend.set_mode(previous)
     return lambda: next(run)
 
 
-def pytensor_epoch(net, x, y):
+def pytensor_epoch(net, x, y, mode):
     """One epoch of a compiled PyTensor step: ``net.loss()`` plus SGD updates."""
     import pytensor
 
@@ -105,7 +132,10 @@ def pytensor_epoch(net, x, y):
     grads = pytensor.grad(loss, params)
     rate = np.float32(LEARNING_RATE)
     step = pytensor.function(
-        net.variables, loss, updates=[(p, p - rate * g) for p, g in zip(params, grads)]
+        net.variables,
+        loss,
+        updates=[(p, p - rate * g) for p, g in zip(params, grads)],
+        mode=mode,
     )
 
     def epoch():
@@ -160,14 +190,22 @@ def torch_epoch(torch, net, x, y):
     return epoch, model, loss_at
 
 
-def interleaved_stats(contenders, repeats, warmup=1):
-    """Time callables in interleaved rounds; return (median, minimum) seconds per call.
+def thread_limit(threads):
+    """Limit the BLAS libraries of the process; None: no limit."""
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return contextlib.nullcontext()
+    return ThreadpoolController().limit(limits=threads)
 
-    The minimum is the steadier figure on a machine shared with other jobs
-    (contention only ever adds time); the median is reported beside it.
-    """
-    times = interleaved_times(contenders, repeats=repeats, warmup=warmup)
-    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
+
+def load_average():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def blas_ops(fn):
@@ -178,31 +216,45 @@ def blas_ops(fn):
     )
 
 
+def first_epoch_cold(mode):
+    """Wall and CPU seconds of the first epoch in a fresh process with empty caches."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory() as cold:
+        env = {
+            "PYTENSOR_FLAGS": f"base_compiledir={cold}/pytensor",
+            "NUMBA_CACHE_DIR": f"{cold}/numba",
+        }
+        out = run_python(FIRST_EPOCH.format(here=here, mode=mode), env=env)
+    wall, cpu, imports = (float(v) for v in out.strip().splitlines()[-1].split())
+    return {"wall_s": wall, "cpu_s": cpu, "import_s": imports}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/PyTorch threads (1)")
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
-        "--mode", default=None, help="PyTensor mode, e.g. CVM for the C backend (default: Numba)"
+        "--cold-modes",
+        default="auto",
+        help="modes for the cold first compile, comma-separated ('auto', 'CVM', 'NUMBA'; 'none')",
     )
     args = parser.parse_args(argv)
-    import theanets  # noqa: F401  (first: it points PyTensor's C backend at OpenBLAS)
+    import theanets  # (first: it points PyTensor's C backend at OpenBLAS)
 
     set_float32()
-    import pytensor
-
-    if args.mode:
-        pytensor.config.mode = args.mode
-
     torch = torch_or_none()
-    if torch is not None:
-        torch.set_num_threads(THREADS)
+    default_threads = torch.get_num_threads() if torch is not None else None
     rng = np.random.default_rng(0)
     x, y = make_data(rng)
+    mode = str(theanets.backend.choose_mode())
+    other = "NUMBA" if mode.upper() != "NUMBA" else "CVM"
+    load_before = load_average()
 
-    net = theanets_network()
-    reference, step = pytensor_epoch(theanets_network(), x, y)
-    contenders = {"theanets": theanets_epoch(net, x, y), "pytensor": reference}
+    reference, step = pytensor_epoch(theanets_network(), x, y, mode)
+    contenders = {
+        "theanets": theanets_epoch(theanets_network(), x, y),
+        f"theanets_{other.lower()}": theanets_epoch(theanets_network(), x, y, mode=other),
+        "pytensor": reference,
+    }
     agreement = None
     if torch is not None:
         torch_run, model, loss_at = torch_epoch(torch, theanets_network(), x, y)
@@ -211,23 +263,41 @@ def main(argv=None):
         ours = float(theanets_network().loss_value(x[:BATCH], y[:BATCH]))
         with torch.no_grad():
             agreement = abs(ours - float(loss_at(0)))
-    stats = interleaved_stats(contenders, repeats=args.repeats)
-    step_ms = {k: 1000 * v[0] / BATCHES for k, v in stats.items()}
-    best_ms = {k: 1000 * v[1] / BATCHES for k, v in stats.items()}
+
     results = {
         "network": "28x28x1 conv3x3x32 pool2 conv3x3x64 pool2 dense128 softmax10, batch 64",
-        "mode": f"{pytensor.config.mode} ({type(step.maker.linker).__name__})",
-        "threads": THREADS,
+        "mode": mode,
         "matrix_product_ops": blas_ops(step),
-        "train_step_ms_median": {k: round(v, 2) for k, v in step_ms.items()},
-        "train_step_ms_min": {k: round(v, 2) for k, v in best_ms.items()},
-        "train_ratio_vs_torch": ratio(step_ms["theanets"], step_ms.get("torch")),
-        "train_ratio_vs_torch_min": ratio(best_ms["theanets"], best_ms.get("torch")),
-        "pytensor_ratio_vs_torch": ratio(step_ms["pytensor"], step_ms.get("torch")),
-        "train_ratio_vs_pytensor": ratio(step_ms["theanets"], step_ms["pytensor"]),
         "initial_loss_abs_diff_vs_torch": None if agreement is None else float(f"{agreement:.2g}"),
+        "cpu_count": os.cpu_count(),
+        "load_average_before": load_before,
     }
-    record("convolution" + (f"_{args.mode.lower()}" if args.mode else ""), results)
+    for label, threads in (("default_threads", None), ("threads_1", 1)):
+        if torch is not None:
+            torch.set_num_threads(threads or default_threads)
+        with thread_limit(threads):
+            times = interleaved_times(contenders, repeats=args.repeats)
+        per_step = {k: [1000 * t / BATCHES for t in v] for k, v in times.items()}
+        median = {k: round(statistics.median(v), 2) for k, v in per_step.items()}
+        results[label] = {
+            "train_step_ms": median,
+            "train_step_ms_min_max": {
+                k: [round(min(v), 2), round(max(v), 2)] for k, v in per_step.items()
+            },
+            "ratio_vs_torch": {
+                k: ratio(v, median.get("torch")) for k, v in median.items() if k != "torch"
+            },
+            "train_ratio_vs_pytensor": ratio(median["theanets"], median["pytensor"]),
+            "load_average": load_average(),
+        }
+        print(label, json.dumps(results[label]), flush=True)
+    if torch is not None:
+        torch.set_num_threads(default_threads)
+
+    cold_modes = [] if args.cold_modes == "none" else args.cold_modes.split(",")
+    results["first_epoch_cold_cache"] = {m: first_epoch_cold(m) for m in cold_modes}
+    results["load_average_after"] = load_average()
+    record("convolution", results)
     print(json.dumps(results, indent=2))
 
 

@@ -613,3 +613,176 @@ def test_scatter_impl_with_unknown_lengths():
     fn = pytensor.function([x], grads)
     a, b = fn(np.random.default_rng(0).normal(size=(2, 7, 3)))
     np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+# ----------------------------------------------------------------------
+# the compiled patch and pooling operations (impl='fused') against the
+# slice-based expressions, including derivatives of higher order
+
+
+def _derivatives(build, shapes, seed):
+    """Value, gradient and second derivative of ``(build(*xs) ** 2).sum()``, as arrays."""
+    rng = np.random.default_rng(seed)
+    values = [rng.normal(size=s) for s in shapes]
+    # round to one decimal: many equal values, so that max pooling meets ties
+    values = [np.round(v, 1) for v in values]
+    xs = [pt.tensor(f"x{i}", dtype="float64", shape=(None,) * len(s)) for i, s in enumerate(shapes)]
+    out = build(*xs)
+    cost = (out**2).sum()
+    grads = pytensor.grad(cost, xs)
+    second = pytensor.grad(sum((g**2).sum() for g in grads), xs)
+    fn = pytensor.function(xs, [out, *grads, *second], mode="FAST_COMPILE")
+    return fn(*values)
+
+
+@pytest.mark.parametrize("border_mode", MODES)
+@pytest.mark.parametrize("stride", [(1, 1), (2, 3)])
+def test_fused_conv2_matches_slices_to_second_order(border_mode, stride):
+    results = {}
+    for impl in ("fused", "slices"):
+
+        def build(x, w, impl=impl):
+            w = pt.specify_shape(w, (3, 2, 3, 2))
+            return conv.convolve(x, w, stride, border_mode, impl=impl)
+
+        results[impl] = _derivatives(build, [(2, 6, 7, 2), (3, 2, 3, 2)], seed=5)
+    for got, want in zip(results["fused"], results["slices"]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("border_mode, stride", [("valid", 1), ("full", 2), ("same", 3)])
+def test_fused_conv1_matches_slices_to_second_order(border_mode, stride):
+    results = {}
+    for impl in ("fused", "slices"):
+
+        def build(x, w, impl=impl):
+            w = pt.specify_shape(w, (2, 3, 4))
+            return conv.convolve(x, w, (stride,), border_mode, impl=impl)
+
+        results[impl] = _derivatives(build, [(2, 9, 3), (2, 3, 4)], seed=6)
+    for got, want in zip(results["fused"], results["slices"]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["max", "sum", "average"])
+@pytest.mark.parametrize("pool, stride", [((2, 2), (2, 2)), ((2, 3), (1, 2)), ((3, 2), (2, 3))])
+def test_fused_pool_matches_slices_to_second_order(mode, pool, stride):
+    results = {}
+    for impl in ("fused", "slices"):
+
+        def build(x, impl=impl):
+            return conv.pool(pt.specify_shape(x, (None, None, None, 2)), pool, stride, mode, impl)
+
+        results[impl] = _derivatives(build, [(2, 7, 8, 2)], seed=len(mode))
+    for got, want in zip(results["fused"], results["slices"]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_max_pool_gradient_goes_to_every_tied_maximum():
+    x = pt.tensor("x", dtype="float64", shape=(1, 2, 2, 1))
+    g = pytensor.grad(conv.pool(x, (2, 2), (2, 2), "max", impl="fused").sum(), x)
+    value = np.array([3.0, 1.0, 3.0, 2.0]).reshape(1, 2, 2, 1)
+    got = pytensor.function([x], g)(value)
+    np.testing.assert_array_equal(got.ravel(), [1, 0, 1, 0])
+
+
+def test_fused_training_graph_has_no_slice_operations():
+    """The patches, their gradient and pooling are single operations, not dozens of slices."""
+    net = theanets.convolution.Classifier(
+        [
+            (8, 8, 1),
+            dict(form="conv2", size=3, filter_size=3, border_mode="same"),
+            dict(form="pool2", pool_size=2),
+            dict(form="conv2", size=2, filter_size=2),  # its input gradient needs Col2im
+            "flatten",
+            3,
+        ]
+    )
+    loss = net.loss()
+    graph = pytensor.grad(loss, net.params)
+    nodes = list(pytensor.graph.traversal.applys_between(net.inputs, graph))
+    ops = {type(n.op).__name__ for n in nodes}
+    assert {"Im2col", "Col2im", "Pool", "PoolGrad", "FilterBank"} <= ops
+    # no slicing, joining or scattering of images or filters (shape arithmetic aside)
+    slicing = {"Subtensor", "IncSubtensor", "Join", "Split", "AdvancedIncSubtensor1"}
+    sliced = [n for n in nodes if type(n.op).__name__ in slicing and n.outputs[0].ndim >= 3]
+    assert not sliced, sliced
+
+
+def test_fused_ops_have_numba_implementations():
+    """PyTensor's Numba backend compiles them (a cache key), instead of calling perform."""
+    from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
+
+    from theanets.layers import _conv_ops as ops
+
+    x = pt.tensor("x", dtype="float64", shape=(None, None, None, 2))
+    w = pt.tensor("w", dtype="float64", shape=(3, 2, 2, 2))
+    patch = ops.Im2col((2, 2), (1, 1), ((1, 0), (0, 1)))
+    rows = patch(x)
+    pooled = ops.Pool((2, 2), (1, 1), "max")(x)
+    bank = ops.FilterBank()(w)
+    outputs = [
+        rows,
+        ops.Col2im(patch.window, patch.stride, patch.padding)(rows, x),
+        pooled,
+        ops.PoolGrad((2, 2), (1, 1), "max")(x, pooled, pooled),
+        ops.MaxGather((2, 2), (1, 1), "max")(x, pooled, x),
+        bank,
+        ops.FilterBankGrad()(bank, w),
+        ops.FilterBank()(w[:, :, 0]),  # one spatial axis
+    ]
+    for out in outputs:
+        _, key = numba_funcify_and_cache_key(out.owner.op, node=out.owner)
+        assert key is not None, out.owner.op
+
+
+def test_fused_conv_net_agrees_across_backends(default_mode):
+    """Loss and gradients of a conv net: Numba, C and Python implementations agree."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3, 7, 6, 2))
+    y = rng.normal(size=(3, 2))
+    results = []
+    for mode in ("FAST_COMPILE", "NUMBA", "CVM"):
+        with pytensor.config.change_flags(floatX="float64"):
+            net = theanets.convolution.Regressor(
+                [
+                    (7, 6, 2),
+                    dict(
+                        form="conv2",
+                        size=3,
+                        filter_size=(3, 2),
+                        stride=(1, 2),
+                        border_mode="full",
+                        impl="fused",
+                    ),
+                    dict(form="pool2", pool_size=(2, 2), stride=(1, 1)),
+                    dict(form="conv2", size=2, filter_size=2, impl="fused"),
+                    dict(form="pool2", pool_size=2, mode="average"),
+                    "flatten",
+                    2,
+                ],
+                rng=3,
+            )
+            loss = net.loss()
+            fn = pytensor.function(
+                net.variables, [loss, *pytensor.grad(loss, net.params)], mode=mode
+            )
+        results.append(fn(x, y))
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_fused_outputs_are_not_overwritten_by_later_calls():
+    """The operations reuse their output arrays only once nothing refers to them."""
+    x = pt.tensor("x", dtype="float64", shape=(None, 5, 5, 1))
+    out = conv.pool(x, (2, 2), (1, 1), "max", impl="fused")
+    filters = pt.ones((2, 1, 2, 2))
+    fn = pytensor.function([x], [out, conv.convolve(x, filters, (1, 1), "same", impl="fused")])
+    rng = np.random.default_rng(0)
+    first = fn(rng.normal(size=(2, 5, 5, 1)))
+    kept = [a.copy() for a in first]
+    for _ in range(3):
+        fn(rng.normal(size=(2, 5, 5, 1)))
+    for a, b in zip(first, kept):
+        np.testing.assert_array_equal(a, b)

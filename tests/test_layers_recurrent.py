@@ -947,3 +947,32 @@ def test_fused_gradients_in_default_mode(form, default_mode):
         results.append(fn(x))
     for a, b in zip(*results):
         np.testing.assert_allclose(b, a, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_ops_have_numba_implementations(dtype):
+    """PyTensor's Numba backend compiles the fused loops (a cache key), not object mode."""
+    from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
+
+    from theanets.layers import fused
+
+    seq, mat, vec = (pt.tensor(dtype=dtype, shape=(None,) * k) for k in (3, 2, 1))
+    rnn = fused.RNNForward("relu", 2)(seq, mat, mat)
+    lstm = fused.LSTMForward()(seq, mat, mat, mat, vec, vec, vec, vec)
+    gru = fused.GRUForward("tanh", -1)(seq, mat, mat, mat)
+    cost = rnn[1].sum() + lstm[0].sum() + lstm[1].sum() + gru[3].sum()
+    grads = pytensor.grad(cost, [seq, mat])
+    nodes = {v.owner for v in [*rnn, *lstm, *gru]}
+    nodes |= {
+        n
+        for n in pytensor.graph.traversal.applys_between([seq, mat, vec], grads)
+        if type(n.op).__name__.endswith("Backward")
+    }
+    names = set()
+    for node in nodes:
+        names.add(type(node.op).__name__)
+        _, key = numba_funcify_and_cache_key(node.op, node=node)
+        assert key is not None, node.op
+    assert names == {
+        f"{cell}{way}" for cell in ("RNN", "LSTM", "GRU") for way in ("Forward", "Backward")
+    }

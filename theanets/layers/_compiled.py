@@ -10,15 +10,21 @@ and :mod:`theanets.layers._conv_ops` import it when a model first uses them.
   small products of a time loop;
 * :func:`sigmoid`, :func:`tanh` -- the logistic function and ``tanh`` of a
   float32 or float64 scalar, written so that loops over them vectorise;
-* :data:`jit` -- the Numba decorator of every loop here (cached on disk,
+* :func:`output_buffers` -- output arrays of an operation, reused between
+  calls once nothing refers to them;
+* :data:`jit` -- the Numba decorator of the compiled loops (cached on disk,
   NumPy's error model, fused multiply-adds allowed).
 """
 
 import ctypes
 import math
+import sys
 
 import numba
 import numpy as np
+
+# ``numba_xxgemm`` finds SciPy's ``?gemm`` functions in this module
+import scipy.linalg.cython_blas  # noqa: F401
 from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
@@ -209,9 +215,6 @@ def _bind_blas():
 
 _BOUND = {}
 _CBLAS = _bind_blas()
-# ``numba_xxgemm`` finds SciPy's ``?gemm`` by importing this module; import it
-# now, while the interpreter is certainly available.
-import scipy.linalg.cython_blas  # noqa: E402, F401
 
 
 def _cblas_function(name, dtype):
@@ -482,3 +485,96 @@ def _tanh_impl(x):
     if x == types.float64:
         return lambda x: math.tanh(x)
     return None
+
+
+# ----------------------------------------------------------------------
+# output arrays that are used again
+#
+# A training step allocates the same large outputs at every call. glibc
+# gives blocks of several megabytes back to the system when they are freed,
+# and taking them again costs a page fault for every 4 KiB touched: for the
+# LSTM of the benchmarks, about a third of a training step. The operations
+# therefore write their outputs into arrays kept from earlier calls when
+# nothing else refers to those any more.
+
+
+def _count(arrays, index):
+    """The reference count of ``arrays[index]``, as this function sees it."""
+    return sys.getrefcount(arrays[index])
+
+
+class _Pool:
+    """Arrays that one operation has returned, kept for reuse.
+
+    An array is handed out again only when its reference count is what it
+    is for an array that only the pool holds (measured the same way, once),
+    i.e. when no result, view or storage cell of any graph still refers to
+    it.
+    """
+
+    #: Arrays kept per output.
+    KEEP = 2
+
+    def __init__(self):
+        self._arrays = {}
+        probe = [np.empty(0)]
+        self._unused = _count(probe, 0)
+
+    def get(self, key, shape, dtype):
+        arrays = self._arrays.setdefault(key, [])
+        for index in range(len(arrays)):
+            # compare before taking a reference of our own
+            if _count(arrays, index) == self._unused:
+                if arrays[index].shape == shape and arrays[index].dtype == dtype:
+                    return arrays[index]
+        array = np.empty(shape, dtype=dtype)
+        arrays.append(array)
+        del arrays[: -self.KEEP]
+        return array
+
+
+def output_buffers(op, node, output_storage, shapes):
+    """Arrays for an operation to write its outputs into.
+
+    Parameters
+    ----------
+    op : Op
+        The operation (it keeps a :class:`_Pool` of its earlier outputs).
+    node : Apply
+        Gives the outputs' dtypes.
+    output_storage : list
+        PyTensor's output cells: an array left there by the previous call
+        (when the function keeps its intermediate results) is used again, as
+        PyTensor's own operations do.
+    shapes : list of tuples
+        The outputs' shapes.
+
+    Returns
+    -------
+    list of ndarray
+        C-contiguous, writeable, uninitialised arrays.
+    """
+    pool = op.__dict__.get("_pool")
+    if pool is None:
+        pool = op.__dict__["_pool"] = _Pool()
+    result = []
+    for key, (cell, shape, variable) in enumerate(zip(output_storage, shapes, node.outputs)):
+        shape = tuple(int(n) for n in shape)
+        dtype = np.dtype(variable.dtype)
+        current = cell[0]
+        if (
+            isinstance(current, np.ndarray)
+            and current.shape == shape
+            and current.dtype == dtype
+            and current.flags.c_contiguous
+            and current.flags.writeable
+        ):
+            result.append(current)
+        else:
+            result.append(pool.get(key, shape, dtype))
+    return result
+
+
+def drop_buffers(state):
+    """An operation's ``__dict__`` without its pool of arrays (for pickling)."""
+    return {k: v for k, v in state.items() if k != "_pool"}

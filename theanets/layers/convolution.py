@@ -446,6 +446,27 @@ def convolve(x, w, stride, border_mode, out_shape=None, impl="fused"):
     the matrix of patches (one row per output position) with the flipped
     filter bank reshaped to ``(filters, prod(k) * channels)``.
     """
+    products, shape = _conv_products(x, w, stride, border_mode, out_shape, impl)
+    return products.reshape(shape, ndim=len(shape))
+
+
+def _conv_products(x, w, stride, border_mode, out_shape=None, impl="fused"):
+    """The convolution of :func:`convolve` as a matrix, one row per output position.
+
+    Returns
+    -------
+    products : tensor of shape (batch * m_1 * ... * m_d, filters)
+        The patches times the flipped filter bank.
+    shape : list
+        The shape ``(batch, m_1, ..., m_d, filters)`` to reshape it to.
+
+    Notes
+    -----
+    A layer adds its bias and applies its activation to this matrix before
+    reshaping it: elementwise operations and bias sums on a matrix are the
+    same ones a dense layer uses, so the C backend compiles them once for
+    both kinds of layer.
+    """
     window = tuple(int(k) for k in w.type.shape[2:])
     ndim = len(window)
     filters, channels = int(w.type.shape[0]), int(w.type.shape[1])
@@ -455,6 +476,8 @@ def convolve(x, w, stride, border_mode, out_shape=None, impl="fused"):
         from . import _conv_ops
 
         rows = _conv_ops.patches(x, window, stride, pads)
+        # (filters, k_1, ..., k_d, channels) flipped, as (filters, K): columns like the patches
+        bank = _conv_ops.FilterBank()(w)
         lengths = [
             (x.shape[1 + i] + before + after - k) // s + 1
             for i, (k, s, (before, after)) in enumerate(zip(window, stride, pads))
@@ -463,15 +486,14 @@ def convolve(x, w, stride, border_mode, out_shape=None, impl="fused"):
         x = _pad(x, pads)
         patches = _joined_views(x, window, stride, impl)
         rows = patches.reshape((-1, width))
+        flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * ndim]
+        bank = flipped.transpose(0, *range(2, 2 + ndim), 1).reshape((filters, width))
         lengths = [patches.shape[1 + i] for i in range(ndim)]
-    flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * ndim]
-    # (filters, k_1, ..., k_d, channels) -> (filters, K), columns ordered like the patches
-    bank = flipped.transpose(0, *range(2, 2 + ndim), 1).reshape((filters, width))
-    out = MatMul(trans_b=True)(rows, bank)
+    products = MatMul(trans_b=True)(rows, bank)
     if out_shape is None:
         out_shape = (None,) * ndim + (filters,)
     spatial = [n if n is not None else m for n, m in zip(out_shape, lengths)]
-    return out.reshape([x.shape[0], *spatial, filters], ndim=ndim + 2)
+    return products, [x.shape[0], *spatial, filters]
 
 
 def pool(x, window, stride, mode, impl="fused"):
@@ -720,7 +742,7 @@ class Convolution(Layer):
     def transform(self, inputs):
         """Compute ``pre`` (convolution plus bias) and ``out``."""
         x = self._only_input(inputs)
-        conv = convolve(
+        products, shape = _conv_products(
             x,
             self._filters(),
             self.stride,
@@ -728,8 +750,12 @@ class Convolution(Layer):
             out_shape=self.output_shape,
             impl=self.impl,
         )
-        pre = conv + self.find("b")
-        return dict(pre=pre, out=self.activate(pre))
+        # bias and activation on the (positions, filters) matrix, then reshaped
+        pre = products + self.find("b")
+        out = self.activate(pre)
+        return dict(
+            pre=pre.reshape(shape, ndim=len(shape)), out=out.reshape(shape, ndim=len(shape))
+        )
 
     def _spec_extra(self):
         spec = dict(

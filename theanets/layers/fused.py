@@ -45,7 +45,16 @@ from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from ._compiled import gemm, jit, restore_threads, sigmoid, step_threads, tanh
+from ._compiled import (
+    drop_buffers,
+    gemm,
+    jit,
+    output_buffers,
+    restore_threads,
+    sigmoid,
+    step_threads,
+    tanh,
+)
 
 __all__ = ["supports", "rnn", "lstm", "gru"]
 
@@ -58,7 +67,7 @@ _CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "logistic": 3}
 
 #: Bumped whenever the compiled code changes, so PyTensor's Numba cache
 #: does not reuse graphs compiled with an older version.
-_NUMBA_VERSION = 2
+_NUMBA_VERSION = 3
 
 
 def _activation_name(layer):
@@ -157,21 +166,24 @@ def _multiply(y, x):  # pragma: no cover - compiled
 
 
 @jit
-def _weight_grad(h0, hs, d, start, grad):  # pragma: no cover - compiled
+def _weight_grad(h0, hs, d, start, grad, alone):  # pragma: no cover - compiled
     """grad = sum over t >= start of h_{t-1}^T d_t, where h_{-1} = h0.
 
     ``h0`` is (B, n), ``hs`` (T, B, n) contiguous, ``d`` the (T B, m) rows
-    of every step (a column block of a wider array is fine).
+    of every step (a column block of a wider array is fine). ``alone`` is
+    true when BLAS runs on one thread anyway (the loop found it so): the
+    products then go to the faster library of :func:`gemm`'s ``small``
+    products, as no pool of threads is involved.
     """
     steps, batch, n = hs.shape
     first = start
     beta = 0.0
     if start == 0 and steps > 0:
-        gemm(h0, d[:batch], grad, True, False, 0.0)
+        gemm(h0, d[:batch], grad, True, False, 0.0, alone)
         first, beta = 1, 1.0
     if first < steps:
         earlier = hs.reshape((steps * batch, n))[(first - 1) * batch : (steps - 1) * batch]
-        gemm(earlier, d[first * batch :], grad, True, False, beta)
+        gemm(earlier, d[first * batch :], grad, True, False, beta, alone)
     elif beta == 0.0:
         grad[:] = 0
     return grad
@@ -189,10 +201,8 @@ def _rnn_fw_step(xw, h_prev, hh, code, pre, out, small):  # pragma: no cover - c
 
 
 @jit
-def _rnn_forward(xw, h0, hh, code):  # pragma: no cover - compiled
+def _rnn_forward(xw, h0, hh, code, pre, out):  # pragma: no cover - compiled
     steps, batch, n = xw.shape
-    pre = np.empty_like(xw)
-    out = np.empty_like(xw)
     threads = step_threads(batch * n * n)
     for t in range(steps):
         if t == 0:
@@ -204,10 +214,11 @@ def _rnn_forward(xw, h0, hh, code):  # pragma: no cover - compiled
 
 
 @jit
-def _rnn_backward(hh, h0, pre, out, dpre, dout, code, truncate):  # pragma: no cover - compiled
+def _rnn_backward(
+    hh, h0, pre, out, dpre, dout, code, truncate, dxw, carry, dhh
+):  # pragma: no cover - compiled
     steps, batch, n = pre.shape
-    dxw = np.empty_like(pre)
-    carry = np.zeros((batch, n), dtype=pre.dtype)  # dL/dh_t from step t + 1
+    carry[:] = 0  # dL/dh_t from step t + 1
     start = _window(steps, truncate)
     dxw[:start] = 0  # steps outside the truncation window get no gradient
     threads = step_threads(batch * n * n)
@@ -222,8 +233,7 @@ def _rnn_backward(hh, h0, pre, out, dpre, dout, code, truncate):  # pragma: no c
     restore_threads(threads)
     if start > 0:
         carry[:] = 0
-    dhh = np.empty((n, n), dtype=pre.dtype)
-    _weight_grad(h0, out, dxw.reshape((steps * batch, n)), start, dhh)
+    _weight_grad(h0, out, dxw.reshape((steps * batch, n)), start, dhh, threads == 1)
     return dxw, carry, dhh
 
 
@@ -261,13 +271,11 @@ def _lstm_fw_step(
 
 
 @jit
-def _lstm_forward(xw, h0, c0, hh, ci, cf, co, bias):  # pragma: no cover - compiled
+def _lstm_forward(
+    xw, h0, c0, hh, ci, cf, co, bias, hs, cs, gates, tanh_c
+):  # pragma: no cover - compiled
     steps, batch, width = xw.shape
     n = width // 4
-    hs = np.empty((steps, batch, n), dtype=xw.dtype)
-    cs = np.empty_like(hs)
-    tanh_c = np.empty_like(hs)
-    gates = np.empty_like(xw)
     threads = step_threads(batch * n * width)
     small = threads >= 0
     for t in range(steps):
@@ -331,14 +339,14 @@ def _lstm_bw_step(
 
 @jit
 def _lstm_backward(
-    hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc, truncate
-):  # pragma: no cover - compiled
+    hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc, truncate,
+    d, dh_carry, dc_carry, dhh, dci, dcf, dco, db,
+):  # pragma: no cover - compiled  # fmt: skip
     steps, batch, n = cs.shape
     width = 4 * n
     dtype = cs.dtype
-    d = np.empty_like(gates)
-    dh_carry = np.zeros((batch, n), dtype=dtype)
-    dc_carry = np.zeros((batch, n), dtype=dtype)  # dL/dc_t, carried from step t + 1
+    dh_carry[:] = 0
+    dc_carry[:] = 0  # dL/dc_t, carried from step t + 1
     sums = np.zeros((7, n))  # float64 sums: ci, cf, co, then b (4 blocks)
     scratch = np.empty((2, n), dtype=dtype)
     start = _window(steps, truncate)
@@ -360,12 +368,14 @@ def _lstm_backward(
     if start > 0:
         dh_carry[:] = 0
         dc_carry[:] = 0
-    dhh = np.empty((n, width), dtype=dtype)
-    _weight_grad(h0, hs, d.reshape((steps * batch, width)), start, dhh)
-    dci = sums[0].astype(dtype)
-    dcf = sums[1].astype(dtype)
-    dco = sums[2].astype(dtype)
-    db = sums[3:].reshape(width).astype(dtype)
+    _weight_grad(h0, hs, d.reshape((steps * batch, width)), start, dhh, threads == 1)
+    for j in range(n):
+        dci[j] = sums[0, j]
+        dcf[j] = sums[1, j]
+        dco[j] = sums[2, j]
+    flat = sums[3:].reshape(width)
+    for j in range(width):
+        db[j] = flat[j]
     return d, dh_carry, dc_carry, dhh, dci, dcf, dco, db
 
 
@@ -380,14 +390,16 @@ def _gru_fw_step(
     batch, n = pre.shape
     gemm(h_prev, hrz, gates, False, False, 0.0, small)
     for b in range(batch):
-        g, x, hp = gates[b], xw[b], h_prev[b]
-        r, z, q = reset[b], rate[b], rh[b]
+        # slices rather than offsets (n + j): indices that cannot be negative
+        # keep the loops vectorised
+        g, x, hp = gates[b], xw[b, n:], h_prev[b]
+        r, z, q, gz = reset[b], rate[b], rh[b], gates[b, n:]
         for j in range(2 * n):
-            g[j] = sigmoid(g[j] + x[n + j])
+            g[j] = sigmoid(g[j] + x[j])
         for j in range(n):
             r[j] = g[j]
         for j in range(n):
-            z[j] = g[n + j]
+            z[j] = gz[j]
         for j in range(n):
             q[j] = r[j] * hp[j]
     gemm(rh, hh, pre, False, False, 0.0, small)
@@ -403,16 +415,9 @@ def _gru_fw_step(
 
 
 @jit
-def _gru_forward(xw, h0, hh, hrz, code):  # pragma: no cover - compiled
+def _gru_forward(xw, h0, hh, hrz, code, pre, hid, rate, out, reset):  # pragma: no cover - compiled
     steps, batch, width = xw.shape
     n = width // 3
-    pre = np.empty((steps, batch, n), dtype=xw.dtype)
-    hid, rate, out, reset = (
-        np.empty_like(pre),
-        np.empty_like(pre),
-        np.empty_like(pre),
-        np.empty_like(pre),
-    )
     gates = np.empty((batch, 2 * n), dtype=xw.dtype)
     rh = np.empty((batch, n), dtype=xw.dtype)
     threads = step_threads(batch * n * 2 * n)
@@ -468,12 +473,12 @@ def _gru_bw_step(
 
 @jit
 def _gru_backward(
-    hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout, code, truncate
-):  # pragma: no cover - compiled
+    hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout, code, truncate,
+    d, carry, dhh, dhrz,
+):  # pragma: no cover - compiled  # fmt: skip
     steps, batch, n = out.shape
     dtype = out.dtype
-    d = np.empty((steps, batch, 3 * n), dtype=dtype)
-    carry = np.zeros((batch, n), dtype=dtype)
+    carry[:] = 0
     scratch = np.empty((3, batch, n), dtype=dtype)
     start = _window(steps, truncate)
     d[:start] = 0  # steps outside the truncation window get no gradient
@@ -501,12 +506,11 @@ def _gru_backward(
             _multiply(rh[t], out[t - 1])
         else:
             _multiply(rh[t], h0)
-    dhh = np.zeros((n, n), dtype=dtype)
+    dhh[:] = 0
     if start < steps:
         rows = rh.reshape((steps * batch, n))[start * batch :]
-        gemm(rows, flat[start * batch :, :n], dhh, True, False, 0.0)
-    dhrz = np.empty((n, 2 * n), dtype=dtype)
-    _weight_grad(h0, out, flat[:, n:], start, dhrz)
+        gemm(rows, flat[start * batch :, :n], dhh, True, False, 0.0, threads == 1)
+    _weight_grad(h0, out, flat[:, n:], start, dhrz, threads == 1)
     return d, carry, dhh, dhrz
 
 
@@ -543,11 +547,16 @@ class _FusedOp(Op):
         return ()
 
     def perform(self, node, inputs, output_storage):
-        """Run the compiled loop on the input arrays."""
+        """Run the compiled loop on the input arrays, into reused output arrays."""
         arrays = [np.ascontiguousarray(x) for x in inputs]
-        results = type(self)._kernel(*arrays, *self._static())
-        for storage, value in zip(output_storage, results):
+        shapes = self.infer_shape(None, node, [a.shape for a in arrays])
+        outputs = output_buffers(self, node, output_storage, shapes)
+        type(self)._kernel(*arrays, *self._static(), *outputs)
+        for storage, value in zip(output_storage, outputs):
             storage[0] = value
+
+    def __getstate__(self):
+        return drop_buffers(self.__dict__)
 
 
 # ----------------------------------------------------------------------
@@ -837,10 +846,10 @@ def gru(layer, xw, h0):
 def _register_numba():
     """Compile the ops into PyTensor's Numba graphs (instead of object-mode calls).
 
-    Each op becomes a small Numba function that makes its inputs contiguous
-    and calls the op's compiled loop with the op's static arguments; the
-    cache key is the op's props, so PyTensor's Numba cache can keep whole
-    training graphs.
+    Each op becomes a small Numba function that makes its inputs contiguous,
+    allocates its outputs and calls the op's compiled loop with the op's
+    static arguments; the cache key is the op's props, so PyTensor's Numba
+    cache can keep whole training graphs.
     """
     try:
         from pytensor.link.numba.dispatch.basic import (
@@ -850,7 +859,7 @@ def _register_numba():
     except ImportError:  # pragma: no cover - an older PyTensor
         return
 
-    contiguous = np.ascontiguousarray
+    c = np.ascontiguousarray
 
     @register_funcify_default_op_cache_key(RNNForward)
     def _rnn_fw(op, node=None, **kwargs):
@@ -858,7 +867,9 @@ def _register_numba():
 
         @numba_njit
         def rnn_forward(xw, h0, hh):
-            return _rnn_forward(contiguous(xw), contiguous(h0), contiguous(hh), code)
+            xw = c(xw)
+            pre, out = np.empty_like(xw), np.empty_like(xw)
+            return _rnn_forward(xw, c(h0), c(hh), code, pre, out)
 
         return rnn_forward, _NUMBA_VERSION
 
@@ -868,10 +879,13 @@ def _register_numba():
 
         @numba_njit
         def rnn_backward(hh, h0, pre, out, dpre, dout):
+            pre, hh = c(pre), c(hh)
+            dxw = np.empty_like(pre)
+            carry = np.empty((pre.shape[1], pre.shape[2]), dtype=pre.dtype)
+            dhh = np.empty(hh.shape, dtype=pre.dtype)
             return _rnn_backward(
-                contiguous(hh), contiguous(h0), contiguous(pre), contiguous(out),
-                contiguous(dpre), contiguous(dout), code, truncate,
-            )  # fmt: skip
+                hh, c(h0), pre, c(out), c(dpre), c(dout), code, truncate, dxw, carry, dhh
+            )
 
         return rnn_backward, _NUMBA_VERSION
 
@@ -879,10 +893,13 @@ def _register_numba():
     def _lstm_fw(op, node=None, **kwargs):
         @numba_njit
         def lstm_forward(xw, h0, c0, hh, ci, cf, co, b):
+            xw = c(xw)
+            steps, batch, width = xw.shape
+            hs = np.empty((steps, batch, width // 4), dtype=xw.dtype)
+            cs, tanh_c, gates = np.empty_like(hs), np.empty_like(hs), np.empty_like(xw)
             return _lstm_forward(
-                contiguous(xw), contiguous(h0), contiguous(c0), contiguous(hh),
-                contiguous(ci), contiguous(cf), contiguous(co), contiguous(b),
-            )  # fmt: skip
+                xw, c(h0), c(c0), c(hh), c(ci), c(cf), c(co), c(b), hs, cs, gates, tanh_c
+            )
 
         return lstm_forward, _NUMBA_VERSION
 
@@ -892,11 +909,16 @@ def _register_numba():
 
         @numba_njit
         def lstm_backward(hh, ci, cf, co, h0, c0, hs, cs, gates, tanh_c, dh, dc):
+            hh, gates, h0 = c(hh), c(gates), c(h0)
+            n = hh.shape[0]
+            d = np.empty_like(gates)
+            dh_carry, dc_carry = np.empty_like(h0), np.empty_like(h0)
+            dhh = np.empty_like(hh)
+            dci, dcf, dco = np.empty(n, hh.dtype), np.empty(n, hh.dtype), np.empty(n, hh.dtype)
+            db = np.empty(4 * n, dtype=hh.dtype)
             return _lstm_backward(
-                contiguous(hh), contiguous(ci), contiguous(cf), contiguous(co),
-                contiguous(h0), contiguous(c0), contiguous(hs), contiguous(cs),
-                contiguous(gates), contiguous(tanh_c), contiguous(dh), contiguous(dc),
-                truncate,
+                hh, c(ci), c(cf), c(co), h0, c(c0), c(hs), c(cs), gates, c(tanh_c),
+                c(dh), c(dc), truncate, d, dh_carry, dc_carry, dhh, dci, dcf, dco, db,
             )  # fmt: skip
 
         return lstm_backward, _NUMBA_VERSION
@@ -907,9 +929,11 @@ def _register_numba():
 
         @numba_njit
         def gru_forward(xw, h0, hh, hrz):
-            return _gru_forward(
-                contiguous(xw), contiguous(h0), contiguous(hh), contiguous(hrz), code
-            )
+            xw = c(xw)
+            steps, batch, width = xw.shape
+            pre = np.empty((steps, batch, width // 3), dtype=xw.dtype)
+            hid, rate, out, reset = [np.empty_like(pre) for _ in range(4)]
+            return _gru_forward(xw, c(h0), c(hh), c(hrz), code, pre, hid, rate, out, reset)
 
         return gru_forward, _NUMBA_VERSION
 
@@ -919,11 +943,13 @@ def _register_numba():
 
         @numba_njit
         def gru_backward(hh, hrz, h0, pre, hid, rate, out, reset, dpre, dhid, drate, dout):
+            hh, hrz, h0, out = c(hh), c(hrz), c(h0), c(out)
+            steps, batch, n = out.shape
+            d = np.empty((steps, batch, 3 * n), dtype=out.dtype)
+            carry, dhh, dhrz = np.empty_like(h0), np.empty_like(hh), np.empty_like(hrz)
             return _gru_backward(
-                contiguous(hh), contiguous(hrz), contiguous(h0), contiguous(pre),
-                contiguous(hid), contiguous(rate), contiguous(out), contiguous(reset),
-                contiguous(dpre), contiguous(dhid), contiguous(drate), contiguous(dout),
-                code, truncate,
+                hh, hrz, h0, c(pre), c(hid), c(rate), out, c(reset), c(dpre), c(dhid),
+                c(drate), c(dout), code, truncate, d, carry, dhh, dhrz,
             )  # fmt: skip
 
         return gru_backward, _NUMBA_VERSION

@@ -582,6 +582,81 @@ def test_three_training_steps_give_the_same_parameters(algo):
     assert not np.allclose(start.params[0].get_value(), got.params[0].get_value())
 
 
+# ----------------------------------------------------------------------
+# parameters stay on the device
+
+
+def test_shared_values_stay_on_the_device_between_calls():
+    """Inside ``parameters_on_device`` only the batch is copied to the device."""
+    import jax
+
+    rng = np.random.default_rng(3)
+    start = rng.normal(size=(3, 2)).astype("float32")
+    data = rng.normal(size=(4, 3)).astype("float32")
+    w = pytensor.shared(start.copy(), name="w")
+    rate = pytensor.shared(np.float32(0.05), name="rate")
+    x = pt.matrix("x", dtype="float32")
+    loss = ((x @ w) ** 2).sum()
+    with under_jax():
+        fn = compile_now([x], loss, [(w, w - rate * pytensor.grad(loss, w))])
+    fn.trust_input = True  # hand the function a device array as it is
+    batch = jax.device_put(data)
+    # outside the context the parameters are NumPy arrays, copied at every call
+    with jax.transfer_guard_host_to_device("disallow"):
+        with pytest.raises(Exception, match="Disallowed host-to-device"):
+            fn(batch)
+    with jax_dispatch.parameters_on_device():
+        fn(batch)  # copies w and rate once
+        with jax.transfer_guard_host_to_device("disallow"):
+            fn(batch)
+            fn(batch)
+        assert isinstance(w.container.storage[0], jax.Array)
+    value = w.get_value()
+    assert type(value) is np.ndarray and value.dtype == np.float32
+    want = start.astype("float64")
+    for _ in range(3):  # d/dw sum((x w)^2) = 2 x^T x w
+        want = want - 0.05 * 2 * data.T @ (data @ want)
+    assert_close(value, want.astype("float32"), "w after three steps")
+
+
+def test_training_keeps_parameters_on_the_device_within_an_epoch():
+    """Between the batches of an epoch the parameters are device arrays; between epochs NumPy."""
+    import jax
+
+    rng = np.random.default_rng(5)
+    rows = [
+        [rng.normal(size=(8, 4)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")]
+        for _ in range(4)
+    ]
+
+    def trained(seen):
+        net = theanets.Regressor([4, (5, "tanh"), 2], rng=7)
+        order = iter(range(10**6))
+
+        def batch():
+            seen.append(type(net.find("hid1", "w").container.storage[0]))
+            return rows[next(order) % len(rows)]
+
+        kinds = []
+        for _ in net.itertrain(
+            batch, rows[0], algo="adam", learning_rate=0.01, train_batches=4, max_updates=8
+        ):
+            kinds.append(type(net.find("hid1", "w").container.storage[0]))
+        return net, kinds
+
+    reference, _ = trained([])
+    seen = []
+    with under_jax():
+        got, kinds = trained(seen)
+    assert len(seen) == 8
+    assert kinds == [np.ndarray] * len(kinds) and len(kinds) == 2
+    # the first step of an epoch moves them (or the validation before it); the
+    # batches after it find them on the device
+    assert all(issubclass(kind, jax.Array) for i, kind in enumerate(seen) if i % 4), seen
+    for want, have in zip(reference.params, got.params):
+        assert_close(have.get_value(), want.get_value(), want.name)
+
+
 def _esgd(loss_of):
     """ESGD on ``loss_of(w, x)`` for a shared float32 ``w``; returns the optimizer, w and data."""
     rng = np.random.default_rng(4)

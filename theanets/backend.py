@@ -24,6 +24,7 @@ Numba compiles each whole graph anew. See the "Backend" section of the
 README and the performance guide for the measurements.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,7 +34,7 @@ import pytensor
 
 from . import util
 
-__all__ = ["ENV_VAR", "choose_mode", "get_mode", "mode_key", "set_mode"]
+__all__ = ["ENV_VAR", "choose_mode", "get_mode", "mode_key", "parameters_on_device", "set_mode"]
 
 #: Environment variable read by :func:`get_mode` when :func:`set_mode` was not called.
 ENV_VAR = "THEANETS_MODE"
@@ -201,6 +202,32 @@ def mode_key(mode):
         name = mode.upper()
         return (name, pytensor.config.linker if name in ("MODE", "FAST_RUN") else None)
     return ("instance", id(mode))
+
+
+def parameters_on_device(mode=None):
+    """A context in which functions compiled in ``mode`` keep shared values on their device.
+
+    For the JAX backend this is
+    :func:`theanets.layers.jax_dispatch.parameters_on_device`: parameters and
+    optimizer state stay on JAX's device (a GPU when there is one) between
+    the calls made inside it, and are NumPy arrays again when it ends. The
+    trainer enters it around each epoch. For every other backend shared
+    values always live in host memory and the context does nothing.
+
+    Parameters
+    ----------
+    mode : str or :class:`pytensor.compile.mode.Mode`, optional
+        The mode the functions are compiled in, as for :func:`choose_mode`.
+
+    Returns
+    -------
+    context manager
+    """
+    if _uses_jax(choose_mode(mode)):
+        from .layers import jax_dispatch
+
+        return jax_dispatch.parameters_on_device()
+    return contextlib.nullcontext()
 
 
 def _uses_jax(mode):

@@ -47,19 +47,24 @@ for JAX with ``floatX`` ``'float64'``, off otherwise, as PyTensor itself
 decides when its JAX backend is first imported.
 """
 
+import contextlib
 import warnings
 
 import numpy as np
 
 from .. import util
 
-__all__ = ["mode", "register"]
+__all__ = ["mode", "parameters_on_device", "register"]
 
 #: The name of PyTensor's JAX mode, as :func:`theanets.backend.set_mode` takes it.
 MODE_NAME = "JAX"
 
 _REGISTERED = False
 _MODE = None
+
+#: While :func:`parameters_on_device` is active: the shared variables whose
+#: values it keeps on JAX's device, by id; None otherwise.
+_RESIDENT = None
 
 #: Warnings PyTensor's JAX backend gives for graphs theanets builds on purpose.
 _QUIET = (
@@ -148,6 +153,45 @@ def mode(chosen=MODE_NAME):
     return _MODE
 
 
+@contextlib.contextmanager
+def parameters_on_device():
+    """Keep shared values on JAX's device between calls, and bring them back on exit.
+
+    Inside this context, a function compiled for JAX moves each shared
+    value it reads (parameters, optimizer state, hyperparameters) to the
+    device once, and leaves the new values of the ones it updates there, so
+    that consecutive training steps exchange only the batch data and the
+    monitor values with the host. On exit every such value is copied back
+    into a NumPy array of its declared type, where ``get_value``, the other
+    backends and ``save`` find it. The trainer enters this context around
+    each epoch; nested uses join the outer one.
+
+    Yields
+    ------
+    None
+    """
+    global _RESIDENT
+    if _RESIDENT is not None:
+        yield
+        return
+    _RESIDENT = {}
+    try:
+        yield
+    finally:
+        resident, _RESIDENT = _RESIDENT, None
+        _to_host(resident.values())
+
+
+def _to_host(variables):
+    """Replace device arrays held by these shared variables with NumPy copies."""
+    import jax
+
+    for var in variables:
+        storage = var.container.storage
+        if isinstance(storage[0], jax.Array):
+            storage[0] = np.array(storage[0], dtype=var.type.dtype)
+
+
 def _make_linker():
     """The linker class of :func:`mode` (defined here: its base class needs JAX)."""
     from pytensor.compile.sharedvalue import SharedVariable
@@ -163,7 +207,9 @@ def _make_linker():
         graph declares: PyTensor's other backends cannot read JAX arrays from
         shared variables, NumPy arrays are what theanets returns under every
         backend, and a few of PyTensor's JAX implementations compute in a
-        wider type than they declare. On a GPU this copies the parameters
+        wider type than they declare. Inside :func:`parameters_on_device`
+        (the trainer's epochs) shared values stay on the device instead; outside
+        it, on a GPU, this copies the parameters
         between device and host memory at every training step.
 
         PyTensor's own JAX linker gives each compiled function a private
@@ -201,12 +247,23 @@ def _make_linker():
             array = jax.Array
             dtypes = [getattr(var.type, "dtype", None) for var in self.fgraph.outputs]
             streams = self._streams
+            shared = [
+                (i, var)
+                for i, var in enumerate(self.fgraph.inputs)
+                if isinstance(var, SharedVariable)
+                and not isinstance(var.type, RandomType)
+                and i not in self.scalar_shape_inputs
+            ]
+            updates = frozenset(getattr(self.fgraph, "update_mapping", None) or ())
 
             def run(*args):
-                if streams:
+                resident = _RESIDENT
+                if streams or (resident is not None and shared):
                     args = list(args)
                     for stream in streams:
                         stream.load(args)
+                if resident is not None:
+                    _move_to_device(shared, args, resident)
                 # JAX traces (and warns about types it narrows) on a first call
                 with warnings.catch_warnings():
                     for message in _QUIET:
@@ -215,13 +272,32 @@ def _make_linker():
                 for stream in streams:
                     stream.store(results)
                 return [
-                    np.array(x, dtype=dtype) if isinstance(x, array) else x
-                    for x, dtype in zip(results, dtypes)
+                    _result(x, dtype, resident is not None and k in updates)
+                    if isinstance(x, array)
+                    else x
+                    for k, (x, dtype) in enumerate(zip(results, dtypes))
                 ]
 
             return run
 
     return Linker
+
+
+def _move_to_device(shared, args, resident):
+    """Put each shared input's value on the device (once) and record its variable."""
+    import jax
+
+    for i, var in shared:
+        if not isinstance(args[i], jax.Array):
+            args[i] = var.container.storage[0] = jax.device_put(args[i])
+        resident[id(var)] = var
+
+
+def _result(value, dtype, keep_on_device):
+    """A JAX result as theanets hands it on: a NumPy array, or a device array of ``dtype``."""
+    if keep_on_device:
+        return value if value.dtype == dtype else value.astype(dtype)
+    return np.array(value, dtype=dtype)
 
 
 class _Stream:

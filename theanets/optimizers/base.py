@@ -705,7 +705,7 @@ class Optimizer(util.Registrar):
             param.set_value(np.array(value, dtype=param.dtype, copy=True))
 
     def _snapshot(self):
-        return [p.get_value(borrow=False) for p in self._params]
+        return [np.array(p.get_value(borrow=True)) for p in self._params]
 
     def _as_dataset(self, data, name, config, size_key):
         if data is None or isinstance(data, Dataset):
@@ -864,37 +864,39 @@ class Optimizer(util.Registrar):
 
         while True:
             try:
-                if epoch % every == 0:
-                    validation = self.evaluate(valid)
-                    if not np.isfinite(validation["loss"]):
-                        self._stop_nonfinite("validation", validation)
+                # the JAX backend keeps parameters on its device for the epoch
+                with _backend.parameters_on_device(self.mode):
+                    if epoch % every == 0:
+                        validation = self.evaluate(valid)
+                        if not np.isfinite(validation["loss"]):
+                            self._stop_nonfinite("validation", validation)
+                            break
+                        if record(validation):
+                            util.log("patience elapsed after {} validations", validations)
+                            break
+                    values = []
+                    for batch in self._progress(self._batches(train), train, config, epoch):
+                        out = step(*batch)
+                        values.append(out)
+                        updates += 1
+                        if not np.isfinite(out[0]):
+                            break
+                        if limit is not None and updates >= limit:
+                            break
+                    if not values:
+                        raise ValueError("the training data produced no batches")
+                    training = self._summarise(values)
+                    if not np.isfinite(values[-1][0]) or not np.isfinite(training["loss"]):
+                        self._stop_nonfinite("training", training)
                         break
-                    if record(validation):
-                        util.log("patience elapsed after {} validations", validations)
-                        break
-                values = []
-                for batch in self._progress(self._batches(train), train, config, epoch):
-                    out = step(*batch)
-                    values.append(out)
-                    updates += 1
-                    if not np.isfinite(out[0]):
-                        break
-                    if limit is not None and updates >= limit:
-                        break
-                if not values:
-                    raise ValueError("the training data produced no batches")
-                training = self._summarise(values)
-                if not np.isfinite(values[-1][0]) or not np.isfinite(training["loss"]):
-                    self._stop_nonfinite("training", training)
-                    break
-                epoch += 1
-                self._log(label, epoch, training)
-                done = limit is not None and updates >= limit
-                if done:
-                    validation = self.evaluate(valid)
-                    if np.isfinite(validation["loss"]):
-                        record(validation)
-                    util.log("reached max_updates={}", limit)
+                    epoch += 1
+                    self._log(label, epoch, training)
+                    done = limit is not None and updates >= limit
+                    if done:
+                        validation = self.evaluate(valid)
+                        if np.isfinite(validation["loss"]):
+                            record(validation)
+                        util.log("reached max_updates={}", limit)
             except KeyboardInterrupt:
                 util.log("interrupted; restoring the best parameters", level=logging.WARNING)
                 break

@@ -410,3 +410,37 @@ def test_loss_value_builds_the_symbolic_loss_once(monkeypatch):
     assert len(calls) == 1
     net.loss_value(x, y, contractive=0.2)  # another configuration is a new graph
     assert len(calls) == 2
+
+
+def test_from_layers_shares_the_layers_and_takes_the_losses():
+    net = theanets.Regressor([3, (4, "tanh"), 2])
+    loss = theanets.Loss.build("mse", target=2)
+    part = theanets.Regressor.from_layers(net.layers[:2], [loss], rng=5)
+    assert type(part) is theanets.Regressor
+    assert part.layers == net.layers[:2] and part.layers is not net.layers
+    assert part.losses == [loss] and part.rng == 5
+    assert [p.name for p in part.params] == ["hid1.w", "hid1.b"]
+    assert all(a is b for a, b in zip(part.params, net.params))
+    head = part.add_layer(dict(size=1, name="head"))
+    assert head.inputs == ["hid1:out"] and "head" not in [layer.name for layer in net.layers]
+
+
+def test_from_layers_checks_its_arguments():
+    net = theanets.Regressor([3, 2])
+    with pytest.raises(TypeError, match="every item of layers must be a Layer"):
+        theanets.Network.from_layers([3, 2])
+    with pytest.raises(TypeError, match="every item of losses must be a Loss"):
+        theanets.Network.from_layers(net.layers, ["mse"])
+    with pytest.raises(theanets.ConfigurationError, match=r"repeated layer names \['in'\]"):
+        theanets.Network.from_layers([net.layers[0], net.layers[0]])
+    with pytest.raises(theanets.ConfigurationError, match="rng"):
+        theanets.Network.from_layers(net.layers, rng="seed")
+
+
+def test_cache_key_follows_layers_losses_and_regularizers():
+    a, b = theanets.Regressor([3, 2]), theanets.Regressor([3, 2])
+    assert a.cache_key() == b.cache_key()
+    assert a.cache_key() != theanets.Regressor([3, 2], loss="mae").cache_key()
+    regs = theanets.regularizers.from_kwargs(a, weight_l2=0.1)
+    assert a.cache_key(regs) != a.cache_key()
+    hash(a.cache_key(regs))

@@ -33,6 +33,11 @@ from .main import Experiment  # noqa: E402
 from .regularizers import Regularizer  # noqa: E402
 from .util import ConfigurationError, log  # noqa: E402
 
+# isort: split
+# These two register themselves with theanets.graph as what Network's
+# train/itertrain, save/load and pickling call.
+from . import serialization, trainer  # noqa: E402, F401
+
 __version__ = "0.8.0"
 
 __all__ = [

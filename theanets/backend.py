@@ -22,6 +22,11 @@ into a module that is cached on disk and shared by every graph that uses the
 same operation, so a new or changed model only compiles what is new, while
 Numba compiles each whole graph anew. See the "Backend" section of the
 README and the performance guide for the measurements.
+
+In the package this module sits above :mod:`theanets.layers` (it hands JAX
+modes to :mod:`theanets.layers.jax_dispatch`, imported only when a JAX mode
+is chosen) and below :mod:`theanets.optimizers` and :mod:`theanets.graph`,
+which compile with the mode it chooses.
 """
 
 import contextlib
@@ -177,6 +182,7 @@ def choose_mode(mode=None):
     if mode is None:
         mode = C_MODE if pytensor.config.cxx else NUMBA_MODE
     if _uses_jax(mode):
+        # imported here, not at the top, because it imports JAX (optional)
         from .layers import jax_dispatch
 
         return jax_dispatch.mode(mode)

@@ -332,7 +332,7 @@ class Autoencoder(graph.Network):
             out = clone_replace(outputs[self.layers[-1].output_name], {outputs[name]: replacement})
             return [replacement], out
 
-        fn = self._compile(("decode", name, self._graph_key(regs)), code_graph, None, updates)
+        fn = self._compile(("decode", name, self.cache_key(regs)), code_graph, None, updates)
         code_type = outputs[name].type
         z = np.asarray(z)
         if z.dtype.kind not in "biuf":

@@ -7,9 +7,19 @@ from one dictionary and adds its own, keyed by fully scoped names such as
 (dropout, noise) and may add terms to the loss.
 
 Graphs and compiled functions are cached, keyed by the network's topology,
-its losses and the regularizers asked for.
+its losses and the regularizers asked for (:meth:`Network.cache_key`).
+
+Training and persistence live in modules above this one
+(:mod:`theanets.trainer`, :mod:`theanets.serialization`), which use
+:class:`Network` only through its public methods. This module never imports
+them: instead each registers the functions that :meth:`Network.itertrain`,
+:meth:`Network.save`, :meth:`Network.load` and pickling hand their work to,
+with the :func:`implements` decorator, when it is imported. ``import
+theanets`` imports both. Calling one of those methods before its module is
+imported raises a :class:`RuntimeError` that names the module.
 """
 
+import inspect
 import numbers
 
 import numpy as np
@@ -21,10 +31,82 @@ from . import activations as _activations
 from . import backend as _backend
 from . import layers as _layers
 from . import losses as _losses
+from . import optimizers as _optimizers
 from . import regularizers as _regularizers
 from . import util
 
-__all__ = ["Network"]
+__all__ = ["Network", "implements"]
+
+#: The work :class:`Network` hands to higher modules, by role, and the module
+#: that provides each role.
+_ROLES = {
+    "itertrain": "theanets.trainer",
+    "save": "theanets.serialization",
+    "load": "theanets.serialization",
+    "state": "theanets.serialization",
+    "from_state": "theanets.serialization",
+}
+
+#: The registered implementation of each role.
+_IMPLEMENTATIONS = {}
+
+
+def implements(role):
+    """Register the decorated function as what :class:`Network` calls for ``role``.
+
+    The roles and the functions they take:
+
+    ``'itertrain'``
+        ``fn(network, train, valid=None, **kwargs)``, a generator of monitor
+        pairs, behind :meth:`Network.itertrain` and :meth:`Network.train`;
+    ``'save'``
+        ``fn(network, target)``, behind :meth:`Network.save`;
+    ``'load'``
+        ``fn(source)``, returning a network, behind :meth:`Network.load`;
+    ``'state'``
+        ``fn(network)``, returning the picklable state of a network;
+    ``'from_state'``
+        ``fn(state, cls)``, returning a new network of class ``cls`` built
+        from such a state (unpickling).
+
+    A later registration for a role replaces an earlier one.
+
+    Parameters
+    ----------
+    role : str
+        One of the roles above.
+
+    Returns
+    -------
+    callable
+        A decorator that registers its function and returns it unchanged.
+
+    Raises
+    ------
+    ValueError
+        For an unknown role.
+    """
+    if role not in _ROLES:
+        raise ValueError(f"unknown role {role!r}; known roles: {', '.join(_ROLES)}")
+
+    def register(fn):
+        _IMPLEMENTATIONS[role] = fn
+        return fn
+
+    return register
+
+
+def _implementation(role, what):
+    """The function registered for ``role``; ``what`` names the caller in the error."""
+    try:
+        return _IMPLEMENTATIONS[role]
+    except KeyError:
+        module = _ROLES[role]
+        raise RuntimeError(
+            f"{what} needs {module}, which has not been imported; import it "
+            f"(`import theanets` does) before calling {what}"
+        ) from None
+
 
 #: Keyword arguments a :class:`Network` accepts for compatibility with the
 #: 0.7 constructor, besides ``layers``, ``loss``, ``weighted`` and ``rng``.
@@ -60,10 +142,6 @@ def _reject_training_kwargs(cls, kwargs):
     Theano-era scripts sometimes wrote e.g. ``dict(size=4, input_noise=0.3)``
     as a layer; the old code kept such keywords and ignored them.
     """
-    import inspect
-
-    from . import optimizers
-
     accepted = set()
     for klass in cls.__mro__:
         if "__init__" in klass.__dict__:
@@ -73,8 +151,8 @@ def _reject_training_kwargs(cls, kwargs):
         return
     regularizer_names = _regularizers.known_kwargs()
     training_names = set(_TRAINING_CALL_KWARGS)
-    for algo in optimizers.Optimizer.registered_names():
-        training_names |= optimizers.Optimizer.lookup(algo).known_kwargs()
+    for algo in _optimizers.Optimizer.registered_names():
+        training_names |= _optimizers.Optimizer.lookup(algo).known_kwargs()
     for key, value in others.items():
         if key not in regularizer_names | training_names:
             continue
@@ -148,6 +226,64 @@ class Network:
             self.add_layer(spec, is_output=i == len(layers) - 1 and i > 0)
         if self.layers and loss is not None:
             self.set_loss(loss, weighted=weighted)
+
+    @classmethod
+    def from_layers(cls, layers, losses=(), rng=13):
+        """Make a network of this class from layers and losses that already exist.
+
+        The layers are used as they are: they are neither copied nor bound
+        again, so the new network shares them, and their parameters, with
+        the network they were built in. Training it therefore trains those
+        parameters. More layers and losses may be added with
+        :meth:`add_layer` and :meth:`add_loss`.
+
+        Parameters
+        ----------
+        layers : sequence of :class:`theanets.layers.Layer`
+            Bound layers in graph order, the input layers first: every input
+            a layer reads must be an output of a layer before it.
+        losses : sequence of :class:`theanets.losses.Loss`, optional
+            The losses, used as they are (none by default).
+        rng : int or RandomState, optional
+            Seed of layers added later (default 13).
+
+        Returns
+        -------
+        :class:`Network`
+            An instance of the class this is called on.
+
+        Raises
+        ------
+        TypeError
+            If an item of ``layers`` is not a Layer, or of ``losses`` not a Loss.
+        ConfigurationError
+            If two layers have the same name, or ``rng`` is not a seed.
+
+        Examples
+        --------
+        >>> net = Network([3, (4, 'tanh'), 2])
+        >>> encoder = Network.from_layers(net.layers[:2])
+        >>> encoder.params[0] is net.params[0]
+        True
+        """
+        network = cls.__new__(cls)
+        # Network's own initialisation: model classes may take other arguments
+        Network.__init__(network, layers=(), loss=None, rng=rng)
+        layers, losses = list(layers), list(losses)
+        for item, kind, what in [(x, _layers.Layer, "layers") for x in layers] + [
+            (x, _losses.Loss, "losses") for x in losses
+        ]:
+            if not isinstance(item, kind):
+                raise TypeError(
+                    f"from_layers: every item of {what} must be a {kind.__name__}, got {item!r}"
+                )
+        names = [layer.name for layer in layers]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise util.ConfigurationError(f"from_layers: repeated layer names {repeated}")
+        network.layers = layers
+        network.losses = losses
+        return network
 
     # ------------------------------------------------------------------
     # building
@@ -425,11 +561,25 @@ class Network:
 
     def _regularizers(self, kwargs, where):
         regs = _regularizers.from_kwargs(self, **kwargs)
-        unknown = {k: v for k, v in kwargs.items() if k not in _regularizers.known_kwargs()}
-        util.check_unknown_kwargs(unknown, _regularizers.known_kwargs(), where)
+        util.check_unknown_kwargs(kwargs, _regularizers.known_kwargs(), where)
         return regs
 
-    def _graph_key(self, regularizers):
+    def cache_key(self, regularizers=()):
+        """Return a key that identifies the graph built with these regularizers.
+
+        Two calls give equal keys exactly when the layers (their specs), the
+        losses and the regularizers (class, weight, pattern and every option)
+        are the same, so the key can index anything compiled from the graph.
+
+        Parameters
+        ----------
+        regularizers : sequence of :class:`theanets.regularizers.Regularizer`, optional
+
+        Returns
+        -------
+        tuple
+            A hashable key.
+        """
         topology = tuple(repr(sorted(layer.to_spec().items(), key=str)) for layer in self.layers)
         losses = tuple(loss.cache_key() for loss in self.losses)
         regs = tuple(reg.cache_key() for reg in regularizers)
@@ -453,7 +603,7 @@ class Network:
             (e.g. random-stream state of dropout).
         """
         regularizers = list(regularizers)
-        key = self._graph_key(regularizers)
+        key = self.cache_key(regularizers)
         if key not in self._graphs:
             outputs, updates = {}, []
             for layer in self.layers:
@@ -754,7 +904,7 @@ class Network:
         regs = self._regularizers(kwargs, "feed_forward()")
         outputs, updates = self.build_graph(regs)
         names = list(outputs)
-        key = ("feed_forward", self._graph_key(regs))
+        key = ("feed_forward", self.cache_key(regs))
         fn = self._compile(key, self.inputs, [outputs[n] for n in names], updates)
         values = fn(*self._input_arrays(x))
         return dict(zip(names, values))
@@ -778,7 +928,7 @@ class Network:
     def _predict_output(self, x, name, **kwargs):
         regs = self._regularizers(kwargs, "predict()")
         outputs, updates = self.build_graph(regs)
-        key = ("predict", name, self._graph_key(regs))
+        key = ("predict", name, self.cache_key(regs))
         fn = self._compile(key, self.inputs, outputs[name], updates)
         return fn(*self._input_arrays(x))
 
@@ -811,17 +961,39 @@ class Network:
         -------
         float
         """
-        arrays = self._data_arrays(data)
+        arrays = self.check_data(data)
         regs = self._regularizers(kwargs, "loss_value()")
-        key = ("loss", self._graph_key(regs))
+        key = ("loss", self.cache_key(regs))
         fn = self._functions.get(self._function_key(key))
         if fn is None:  # build the symbolic loss only once
             updates = self.build_graph(regs)[1]
             fn = self._compile(key, self.variables, self.loss(**kwargs), updates)
         return float(fn(*arrays))
 
-    def _data_arrays(self, data, what="data"):
-        """Check and convert (inputs, targets, weights) for the loss variables."""
+    def check_data(self, data, what="data"):
+        """Check data for the loss and convert it to the arrays the loss is compiled for.
+
+        Parameters
+        ----------
+        data : sequence of arrays
+            Inputs, then targets, then weights, in the order of
+            :attr:`variables`; sparse matrices for sparse inputs.
+        what : str, optional
+            What the data are, for error messages (e.g. ``'training data'``).
+
+        Returns
+        -------
+        list
+            One array (or sparse matrix) per variable, of its dtype.
+
+        Raises
+        ------
+        ValueError
+            If the number of arrays, a shape or the number of rows does not
+            fit, or a value is NaN or infinite.
+        TypeError
+            If an array does not hold real numbers.
+        """
         variables = self.variables
         n_in = len(self.inputs)
         if len(data) != len(variables):
@@ -898,9 +1070,8 @@ class Network:
         (dict, dict)
             Training and validation monitor values.
         """
-        from . import trainer
-
-        yield from trainer.itertrain(
+        itertrain = _implementation("itertrain", "Network.itertrain()")
+        yield from itertrain(
             self,
             train,
             valid=valid,
@@ -930,14 +1101,12 @@ class Network:
     # persistence (see theanets.serialization)
 
     def __getstate__(self):
-        from . import serialization
-
-        return serialization.network_state(self)
+        return _implementation("state", "pickling a Network")(self)
 
     def __setstate__(self, state):
-        from . import serialization
-
-        serialization.restore_network(self, state)
+        rebuilt = _implementation("from_state", "unpickling a Network")(state, type(self))
+        # adopt what the rebuilt network holds: seed, layers, losses, empty caches
+        self.__dict__.update(rebuilt.__dict__)
 
     def save(self, filename_or_handle):
         """Save the network to a file.
@@ -950,9 +1119,7 @@ class Network:
         ----------
         filename_or_handle : str, path or file object
         """
-        from . import serialization
-
-        serialization.save(self, filename_or_handle)
+        _implementation("save", "Network.save()")(self, filename_or_handle)
 
     @classmethod
     def load(cls, filename_or_handle):
@@ -974,9 +1141,7 @@ class Network:
         theanets.serialization.UnsafePickleError
             If a pickle refers to a global outside the allow-list.
         """
-        from . import serialization
-
-        return serialization.load(filename_or_handle)
+        return _implementation("load", "Network.load()")(filename_or_handle)
 
     def __repr__(self):
         sizes = " -> ".join(str(layer.output_shape[-1]) for layer in self.layers)

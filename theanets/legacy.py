@@ -35,6 +35,8 @@ file is read, and a crafted file cannot call anything outside this
 allow-list. Finally :func:`network_from_legacy` reads the stand-ins -- model
 class, layers, losses and parameter values -- and builds the equivalent
 network from this package's classes, with identical parameter values.
+Both unpicklers share the allow-list of :mod:`theanets._unpickle`; this
+module does not import :mod:`theanets.serialization`.
 
 **Names.** Layer and parameter names are kept as the file has them. theanets
 0.7 named a tied layer ``tied-<partner>`` (so a tied output layer is not
@@ -113,7 +115,7 @@ import warnings
 
 import numpy as np
 
-from . import serialization, util
+from . import _unpickle, util
 
 __all__ = ["LegacyObject", "LegacyUnpickler", "legacy_loads", "network_from_legacy"]
 
@@ -190,7 +192,7 @@ def _reconstructor(cls, base, state):
     return copyreg._reconstructor(cls, base, state)
 
 
-class LegacyUnpickler(serialization.RestrictedUnpickler):
+class LegacyUnpickler(_unpickle.AllowListUnpickler):
     """Unpickler for Theano-era model files that builds inert stand-ins.
 
     Globals from ``theano`` and ``theanets`` (old or new, whatever the name)
@@ -212,7 +214,7 @@ class LegacyUnpickler(serialization.RestrictedUnpickler):
 
     def find_class(self, module, name):
         """Return a stand-in for Theano and theanets globals, else defer to the allow-list."""
-        module, name = serialization.python3_name(module, name)
+        module, name = _unpickle.python3_name(module, name)
         if module.split(".", 1)[0] in ("theano", "theanets"):
             path = f"{module}.{name}"
             if path not in self._stand_ins:

@@ -30,8 +30,27 @@ class _SequenceData:
 
     INPUT_NDIM = 3
 
-    def _data_arrays(self, data, what="data"):
-        arrays = super()._data_arrays(data, what)
+    def check_data(self, data, what="data"):
+        """Check and convert data for the loss (see :meth:`theanets.graph.Network.check_data`).
+
+        Parameters
+        ----------
+        data : sequence of arrays
+            Inputs, then targets, then weights, each ``(batch, time, ...)``.
+        what : str, optional
+            What the data are, for error messages.
+
+        Returns
+        -------
+        list
+            One array per variable of the loss.
+
+        Raises
+        ------
+        ValueError
+            Also if the arrays do not all have the same number of time steps.
+        """
+        arrays = super().check_data(data, what)
         names = [v.name for v in self.variables]
         steps = {name: a.shape[1] for name, a in zip(names, arrays) if getattr(a, "ndim", 0) >= 2}
         if len(set(steps.values())) > 1:

@@ -29,6 +29,15 @@ cut short, or holding something else -- raises :class:`ValueError` naming
 the file, with the original error as its ``__cause__``. A pickle that asks
 for a global outside the allow-list raises :class:`UnsafePickleError`
 instead.
+
+This module sits above :mod:`theanets.graph` and the models, and builds
+networks only through the public methods of :class:`~theanets.graph.Network`
+(:meth:`~theanets.graph.Network.from_layers`, ``add_layer``, ``add_loss``).
+It registers :func:`save`, :func:`load`, :func:`network_state` and
+:func:`network_from_state` with :func:`theanets.graph.implements`, as what
+:meth:`~theanets.graph.Network.save`, :meth:`~theanets.graph.Network.load`
+and pickling call. The allow-list itself lives in :mod:`theanets._unpickle`,
+shared with :mod:`theanets.legacy`.
 """
 
 import gzip
@@ -43,7 +52,8 @@ import stat
 
 import numpy as np
 
-from . import util
+from . import _unpickle, graph, legacy, losses, util
+from ._unpickle import LegacyPickleError, UnsafePickleError, python3_name  # noqa: F401
 
 __all__ = [
     "save",
@@ -59,11 +69,6 @@ FORMAT = "theanets"
 VERSION = 1
 
 
-def _loss_spec(loss):
-    spec = loss.to_spec()
-    return spec
-
-
 def _seed(rng):
     """The integer seed to record for a network's ``rng`` (None for a RandomState)."""
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
@@ -71,6 +76,7 @@ def _seed(rng):
     return None
 
 
+@graph.implements("state")
 def network_state(network):
     """Return a plain dictionary describing a network: spec and parameter values.
 
@@ -93,7 +99,7 @@ def network_state(network):
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "rng": _seed(network.rng),
         "layers": [layer.to_spec() for layer in network.layers],
-        "losses": [_loss_spec(loss) for loss in network.losses],
+        "losses": [loss.to_spec() for loss in network.losses],
         "params": {p.name: np.array(p.get_value()) for p in network.params},
     }
 
@@ -104,7 +110,7 @@ def restore_network(network, state):
     Parameters
     ----------
     network : :class:`theanets.graph.Network`
-        A bare instance (its ``__init__`` has not run).
+        A bare instance (its ``__init__`` has not run), as unpickling makes.
     state : dict
 
     Raises
@@ -112,8 +118,43 @@ def restore_network(network, state):
     ValueError
         If the state is not a theanets network description.
     """
-    from . import graph, losses
+    network.__setstate__(state)
 
+
+def _class_from_path(path):
+    module, _, name = path.rpartition(".")
+    if not module.startswith("theanets"):
+        raise ValueError(f"refusing to build non-theanets class {path!r}")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, graph.Network)):
+        raise ValueError(f"{path!r} is not a theanets network class")
+    return cls
+
+
+@graph.implements("from_state")
+def network_from_state(state, cls=None):
+    """Create a network from a state dictionary.
+
+    Parameters
+    ----------
+    state : dict
+        As made by :func:`network_state`.
+    cls : type, optional
+        The :class:`~theanets.graph.Network` subclass to build; by default
+        the class the state records.
+
+    Returns
+    -------
+    :class:`theanets.graph.Network`
+
+    Raises
+    ------
+    LegacyPickleError
+        If the state is a Theano-era ``(layers, losses)`` pair.
+    ValueError
+        If the state is not a theanets network description, or its
+        parameters do not fit the network it describes.
+    """
     if isinstance(state, tuple) and len(state) == 2:
         # Theano-era networks pickled their state as (layers, losses).
         raise LegacyPickleError("a network state in the Theano-era (layers, losses) form")
@@ -124,10 +165,11 @@ def restore_network(network, state):
         rng = 13
     elif isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
         raise ValueError(f"the saved rng must be an integer seed or None, got {rng!r}")
-    graph.Network.__init__(network, layers=(), loss=None, rng=int(rng))
+    if cls is None:
+        cls = _class_from_path(state["class"])
+    network = cls.from_layers((), rng=int(rng))
     for spec in state["layers"]:
-        spec = dict(spec)
-        network.add_layer(spec)
+        network.add_layer(dict(spec))
     for spec in state["losses"]:
         spec = dict(spec)
         form = spec.pop("form")
@@ -147,125 +189,14 @@ def restore_network(network, state):
                 f"parameter {name}: saved shape {np.shape(value)}, expected {want.shape}"
             )
         params[name].set_value(np.asarray(value, dtype=want.dtype))
-
-
-def _class_from_path(path):
-    from . import graph
-
-    module, _, name = path.rpartition(".")
-    if not module.startswith("theanets"):
-        raise ValueError(f"refusing to build non-theanets class {path!r}")
-    cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, graph.Network)):
-        raise ValueError(f"{path!r} is not a theanets network class")
-    return cls
-
-
-def network_from_state(state):
-    """Create a network of the recorded class from a state dictionary.
-
-    Parameters
-    ----------
-    state : dict
-        As made by :func:`network_state`.
-
-    Returns
-    -------
-    :class:`theanets.graph.Network`
-    """
-    cls = _class_from_path(state["class"])
-    network = cls.__new__(cls)
-    restore_network(network, state)
     return network
 
 
 # ----------------------------------------------------------------------
 # restricted unpickling
 
-_SAFE_GLOBALS = {
-    ("builtins", name)
-    for name in ("dict", "list", "tuple", "set", "frozenset", "complex", "bytearray", "slice")
-} | {
-    ("collections", "OrderedDict"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.random", "__RandomState_ctor"),
-    ("numpy.random._pickle", "__randomstate_ctor"),
-    ("numpy.random._pickle", "__bit_generator_ctor"),
-    ("numpy.random.mtrand", "RandomState"),
-    ("copyreg", "_reconstructor"),
-    ("builtins", "object"),
-}
 
-
-class LegacyPickleError(pickle.UnpicklingError):
-    """Raised while unpickling when the data turns out to be a Theano-era model file.
-
-    :class:`RestrictedUnpickler` raises it on the first ``theano.*`` global,
-    or ``theanets.*`` name that is not a network class of this package, and
-    :func:`restore_network` on a network state in the old ``(layers,
-    losses)`` form. :func:`loads` catches it and reads the data again with
-    :class:`theanets.legacy.LegacyUnpickler`.
-    """
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """Raised when a pickle refers to a global outside the allow-list.
-
-    :class:`RestrictedUnpickler` (and the Theano-era reader) raise it before
-    anything the global names could run. It is a
-    :class:`pickle.UnpicklingError`, so code catching that keeps working.
-    """
-
-
-def _latin1_encode(text, encoding="latin1"):
-    """Stand-in for ``_codecs.encode`` as used by protocol-2 pickles of bytes."""
-    if encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
-        raise UnsafePickleError(f"refusing to decode bytes with codec {encoding!r}")
-    return text.encode("latin1")
-
-
-def _numpy_core(module):
-    """NumPy 2 moved ``numpy.core`` to ``numpy._core``; avoid the deprecated alias."""
-    if module.startswith("numpy.core."):
-        modern = "numpy._core." + module[len("numpy.core.") :]
-        try:
-            return importlib.import_module(modern)
-        except ImportError:
-            pass
-    return importlib.import_module(module)
-
-
-#: Modules renamed in Python 3 that Python 2 pickles refer to.
-_PYTHON2_MODULES = {"copy_reg": "copyreg", "__builtin__": "builtins"}
-
-
-def python3_name(module, name):
-    """Translate a Python 2 global (``copy_reg``, ``__builtin__``) to its Python 3 name.
-
-    :meth:`pickle.Unpickler.find_class` does this itself for old protocols;
-    unpicklers that override it call this first.
-
-    Parameters
-    ----------
-    module, name : str
-        The global as written in the pickle.
-
-    Returns
-    -------
-    (str, str)
-        The module and name to look up.
-    """
-    return _PYTHON2_MODULES.get(module, module), name
-
-
-class RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(_unpickle.AllowListUnpickler):
     """An unpickler that only builds NumPy arrays, containers and theanets networks.
 
     Any other global a pickle refers to raises :class:`UnsafePickleError`
@@ -276,40 +207,24 @@ class RestrictedUnpickler(pickle.Unpickler):
     instead.
     """
 
-    #: Extra ``(module, name) -> object`` mappings, e.g. inert stand-ins for
-    #: classes of Theano-era files.
-    extra_globals = {}
+    def theanets_global(self, module, name):
+        """Accept this package's network classes (a pickled network names its class).
 
-    def find_class(self, module, name):
-        """Return an allowed global, or raise :class:`UnsafePickleError`."""
-        module, name = python3_name(module, name)
-        if (module, name) in self.extra_globals:
-            return self.extra_globals[(module, name)]
-        if (module, name) == ("_codecs", "encode"):
-            return _latin1_encode
-        if (module, name) in _SAFE_GLOBALS:
-            return getattr(_numpy_core(module), name)
-        if module == "numpy" and name.endswith("Dtype") or module == "numpy.dtypes":
-            return super().find_class(module, name)
-        if module == "theano" or module.startswith("theano."):
-            raise LegacyPickleError(f"{module}.{name} is a Theano class")
-        if module.startswith("theanets.") or module == "theanets":
-            # Files of this package hold no theanets objects but (when a network
-            # itself was pickled) its model class; other theanets names come from
-            # Theano-era files.
-            from . import graph
+        Parameters
+        ----------
+        module, name : str
 
-            try:
-                obj = getattr(importlib.import_module(module), name)
-            except (ImportError, AttributeError):
-                obj = None
-            if isinstance(obj, type) and issubclass(obj, graph.Network):
-                return obj
-            raise LegacyPickleError(f"{module}.{name} is not a network class of this theanets")
-        raise UnsafePickleError(
-            f"refusing to load {module}.{name}: only NumPy arrays, plain containers and "
-            "theanets network classes may appear in a theanets model file"
-        )
+        Returns
+        -------
+        type or None
+            The :class:`~theanets.graph.Network` subclass, or None for any
+            other name (those come from Theano-era files).
+        """
+        try:
+            obj = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            return None
+        return obj if isinstance(obj, type) and issubclass(obj, graph.Network) else None
 
 
 def _restricted_loads(data):
@@ -402,6 +317,7 @@ def dumps(network, fmt="pickle"):
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+@graph.implements("save")
 def save(network, target):
     """Save a network to a path or a writable binary file object.
 
@@ -438,11 +354,7 @@ def _parse(data):
     try:
         obj = _restricted_loads(data)
     except LegacyPickleError:
-        from . import legacy
-
         return "legacy", legacy.legacy_loads(data)
-    from . import graph, legacy
-
     is_state = isinstance(obj, dict) and obj.get("format") == FORMAT
     if not (is_state or isinstance(obj, (graph.Network, legacy.LegacyObject))):
         raise ValueError(f"the pickle holds a {type(obj).__name__}, not a theanets model")
@@ -450,8 +362,6 @@ def _parse(data):
 
 
 def _network_from_parsed(kind, obj):
-    from . import graph, legacy
-
     if isinstance(obj, graph.Network):
         return obj
     if kind == "npz" or isinstance(obj, dict):
@@ -502,6 +412,7 @@ def loads(data, name=None):
         raise cls(f"cannot load the model in {where}: {_describe(err)}") from err
 
 
+@graph.implements("load")
 def load(source):
     """Load a network from a path or a readable binary file object.
 

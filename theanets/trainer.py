@@ -17,6 +17,14 @@ Every keyword argument is checked once, up front: it must be understood by
 the optimizer, by :mod:`theanets.regularizers`, or be one of the trainer's own
 (``monitors``, ``monitor_gradients``). A misspelt name raises
 :class:`theanets.util.ConfigurationError` suggesting the closest one.
+
+This module sits above :mod:`theanets.graph` and uses :class:`Network
+<theanets.graph.Network>` only through its public methods: the stage networks
+of the pretrainers are made with :meth:`~theanets.graph.Network.from_layers`,
+and compiled optimizers and stage networks are cached here, per network,
+keyed by :meth:`~theanets.graph.Network.cache_key`. :func:`itertrain` is
+registered with :func:`theanets.graph.implements` as what
+:meth:`~theanets.graph.Network.itertrain` calls.
 """
 
 import functools
@@ -24,13 +32,14 @@ import numbers
 import os
 import time
 import warnings
+import weakref
 
 import numpy as np
 import scipy.sparse
 
+from . import graph, optimizers, regularizers, util
 from . import layers as _layers
 from . import losses as _losses
-from . import optimizers, regularizers, util
 
 __all__ = [
     "itertrain",
@@ -68,15 +77,25 @@ def _as_data(network, data, what):
         )
     if not data or any(getattr(a, "shape", (1,))[0] == 0 for a in data):
         raise ValueError(f"{what} data is empty")
-    return network._data_arrays(list(data), what=f"{what} data")
+    return network.check_data(list(data), what=f"{what} data")
+
+
+#: Per network (held weakly, so the cache goes with the network): compiled
+#: optimizers and stage networks, keyed by what they were built for.
+_CACHES = weakref.WeakKeyDictionary()
+
+
+def _cache(network, kind):
+    """The dict of cached ``kind`` (``'optimizers'`` or ``'stages'``) of one network."""
+    return _CACHES.setdefault(network, {}).setdefault(kind, {})
 
 
 class OptimizerTrainer:
     """Train every parameter of a network with one optimizer.
 
-    Compiled optimizers are cached on the network, keyed by the algorithm and
-    the graph (layers, losses, regularizers, monitors), so repeated calls to
-    ``train`` with the same configuration do not recompile.
+    Compiled optimizers are cached for each network, keyed by the algorithm
+    and the graph (layers, losses, regularizers, monitors), so repeated calls
+    to ``train`` with the same configuration do not recompile.
 
     Parameters
     ----------
@@ -95,11 +114,11 @@ class OptimizerTrainer:
         regs = regularizers.from_kwargs(net, **graph_kwargs)
         key = (
             self.algo.lower(),
-            net._graph_key(regs),
+            net.cache_key(regs),
             repr(monitor_spec),
             bool(monitor_gradients),
         )
-        cache = net.__dict__.setdefault("_optimizers", {})
+        cache = _cache(net, "optimizers")
         if key not in cache:
             loss = net.loss(**graph_kwargs)
             monitors = net.monitors(monitors=monitor_spec, **graph_kwargs)
@@ -125,21 +144,20 @@ class OptimizerTrainer:
 
 
 def _stage_network(network, stage_layers, loss_output):
-    """A network of the same class sharing ``stage_layers`` (already bound)."""
-    from .graph import Network
+    """A network of the same class sharing ``stage_layers``, with copies of its losses.
 
-    stage = type(network).__new__(type(network))
-    Network.__init__(stage, layers=(), loss=None, rng=network.rng)
-    stage.layers = list(stage_layers)
+    The first loss reads ``loss_output`` instead of the network's output.
+    """
+    losses = []
     for loss in network.losses:
         spec = loss.to_spec()
         form = spec.pop("form")
         if spec["target"] == "input":
-            spec["target"] = stage.inputs[0]
+            spec["target"] = network.inputs[0]
         if loss is network.losses[0]:
             spec["output_name"] = loss_output
-        stage.add_loss(_losses.Loss.build(form, **spec))
-    return stage
+        losses.append(_losses.Loss.build(form, **spec))
+    return type(network).from_layers(stage_layers, losses, rng=network.rng)
 
 
 def _reused_stage(network, key, build):
@@ -156,8 +174,8 @@ def _reused_stage(network, key, build):
     """
     if isinstance(network.rng, bool) or not isinstance(network.rng, numbers.Integral):
         return build()
-    cache = network.__dict__.setdefault("_stages", {})
-    full_key = (key, network._graph_key(()))
+    cache = _cache(network, "stages")
+    full_key = (key, network.cache_key())
     if full_key not in cache:
         stage = build()
         shared = {id(p) for p in network.params}
@@ -224,8 +242,7 @@ class SupervisedPretrainer(_StagedTrainer):
                 activation=out.activation,
             )
             stage = _stage_network(net, net.layers[: index + 1], "lwout:out")
-            head.bind(stage)
-            stage.layers.append(head)
+            stage.add_layer(head)
             return stage
 
         for layer in hidden:
@@ -244,9 +261,10 @@ class UnsupervisedPretrainer(_StagedTrainer):
     For each hidden layer ``i`` in turn, a temporary autoencoder made of the
     layers up to ``i`` followed by tied layers mirroring them back to the
     input (the last one linear) is trained with ``subalgo`` to reconstruct
-    the inputs. The encoder layers are the network's own, so their weights
-    are kept. Only the inputs of the training data are used; the output layer
-    is left as it is.
+    the inputs (a plain :class:`~theanets.graph.Network` whose mean squared
+    error loss has the input as its target). The encoder layers are the
+    network's own, so their weights are kept. Only the inputs of the training
+    data are used; the output layer is left as it is.
 
     Parameters
     ----------
@@ -257,9 +275,6 @@ class UnsupervisedPretrainer(_StagedTrainer):
     label = "unsupervised pretraining"
 
     def _stages(self):
-        from .feedforward import Autoencoder
-        from .graph import Network
-
         net = self.network
         encoders = [
             layer
@@ -268,9 +283,8 @@ class UnsupervisedPretrainer(_StagedTrainer):
         ]
 
         def build(depth):
-            stage = Autoencoder.__new__(Autoencoder)
-            Network.__init__(stage, layers=(), loss=None, rng=net.rng)
-            stage.layers = list(net.layers[: net.layers.index(encoders[depth - 1]) + 1])
+            encoder = net.layers[: net.layers.index(encoders[depth - 1]) + 1]
+            stage = graph.Network.from_layers(encoder, rng=net.rng)
             for k, partner in enumerate(reversed(encoders[:depth])):
                 last = k == depth - 1
                 tied = _layers.Tied(
@@ -279,8 +293,7 @@ class UnsupervisedPretrainer(_StagedTrainer):
                     name="out" if last else f"tied-{partner.name}",
                     activation="linear" if last else encoders[depth - 2 - k].activation,
                 )
-                tied.bind(stage)
-                stage.layers.append(tied)
+                stage.add_layer(tied)
             stage.set_loss("mse", target=stage.inputs[0])
             return stage
 
@@ -419,6 +432,7 @@ def _progress_target(target):
     return target
 
 
+@graph.implements("itertrain")
 def itertrain(
     network,
     train,

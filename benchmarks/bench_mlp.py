@@ -67,6 +67,8 @@ def theanets_epoch(x, y):
 
 def bare_step_epoch(net, x, y):
     """One epoch of theanets' compiled training step, called in a plain loop."""
+    import theanets
+
     (opt,) = theanets.trainer._cache(net, "optimizers").values()
     (step,) = opt._step_fns.values()
 

@@ -148,13 +148,14 @@ class WeightL1(_WeightPenalty, Regularizer):
 
     Examples
     --------
-    Registered as ``weight_l1`` and ``weight_sparsity``:
+    Registered as ``weight_l1`` and ``weight_sparsity``; here on a
+    classifier:
 
     >>> import numpy as np
     >>> import theanets
     >>> rng = np.random.default_rng(0)
-    >>> x, y = rng.normal(size=(16, 4)), rng.normal(size=(16, 2))
-    >>> net = theanets.Regressor([4, 8, 2])
+    >>> x, y = rng.normal(size=(16, 4)), rng.integers(0, 2, size=16).astype('int32')
+    >>> net = theanets.Classifier([4, 8, 2])
     >>> _ = net.train([x, y], algo='sgd', max_updates=2, weight_l1=1e-4)
 
     With a pattern only the matching weights count; here the output

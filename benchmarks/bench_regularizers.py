@@ -54,7 +54,7 @@ import pytensor  # noqa: E402
 from _common import interleaved_times, record  # noqa: E402
 
 from theanets import optimizers  # noqa: E402
-from theanets import regularizers as R  # noqa: E402
+from theanets.regularizers import _jacobian as J  # noqa: E402
 
 CONFIGS = [
     ("none", {}),
@@ -96,14 +96,14 @@ def general_path(closed_form=True):
     The first layer keeps its closed form unless ``closed_form`` is False;
     everything else forms the full Jacobian.
     """
-    saved = R._chain_norms, R._closed_form_norm
-    R._chain_norms = lambda zs, xs, mode=None: [None] * len(zs)
+    saved = J._chain_norms, J._closed_form_norm
+    J._chain_norms = lambda zs, xs, mode=None: [None] * len(zs)
     if not closed_form:
-        R._closed_form_norm = lambda z, xs: None
+        J._closed_form_norm = lambda z, xs: None
     try:
         yield
     finally:
-        R._chain_norms, R._closed_form_norm = saved
+        J._chain_norms, J._closed_form_norm = saved
 
 
 def thread_limit(threads):

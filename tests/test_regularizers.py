@@ -17,6 +17,7 @@ import pytest
 
 import theanets
 from theanets import regularizers as R
+from theanets.regularizers import _jacobian as J
 from theanets.util import ConfigurationError
 
 F64 = dict(floatX="float64")
@@ -285,8 +286,8 @@ def test_contractive_against_finite_differences(net3, data):
 def test_contractive_paths_agree(net3, data):
     outputs, _ = net3.build_graph([])
     xs = net3.inputs
-    assert R._closed_form_norm(outputs["hid1:out"], xs) is not None
-    assert R._closed_form_norm(outputs["hid2:out"], xs) is None
+    assert J._closed_form_norm(outputs["hid1:out"], xs) is not None
+    assert J._closed_form_norm(outputs["hid2:out"], xs) is None
     closed = R.jacobian_norm(outputs["hid1:out"], xs)
     full = R.jacobian_norm(outputs["hid1:out"], xs, closed_form=False)
     a, b = evaluate(net3, [closed, full], data)
@@ -298,7 +299,7 @@ def test_contractive_closed_form_with_input_dropout(net3, data):
     regs = R.from_kwargs(net3, input_dropout=0.4, rng=3)
     outputs, updates = net3.build_graph(regs)
     z = outputs["hid1:out"]
-    assert R._closed_form_norm(z, net3.inputs) is not None
+    assert J._closed_form_norm(z, net3.inputs) is not None
     closed = R.jacobian_norm(z, net3.inputs)
     full = R.jacobian_norm(z, net3.inputs, closed_form=False)
     assert "in:out-predrop" in outputs
@@ -439,7 +440,7 @@ def test_contractive_chain_against_finite_differences(mode, net3, learnable_ae, 
     for net, acts in cases:
         names = ["hid1:out", "hid2:out", "hid3:out", "out:out"]
         outputs, _ = net.build_graph([])
-        totals = R._chain_norms([outputs[n] for n in names], net.inputs, mode=mode)
+        totals = J._chain_norms([outputs[n] for n in names], net.inputs, mode=mode)
         assert all(t is not None for t in totals)
         got = evaluate(net, [t / len(data) for t in totals], data)
         for name, value in zip(names, got, strict=True):
@@ -463,8 +464,8 @@ def test_contractive_deep_chain_skips_the_full_jacobian(monkeypatch, data):
     def forbidden(z, xs):
         raise AssertionError("the full Jacobian was formed")
 
-    monkeypatch.setattr(R, "_vectorized_norm", forbidden)
-    monkeypatch.setattr(R, "_closed_form_norm", forbidden)
+    monkeypatch.setattr(J, "_vectorized_norm", forbidden)
+    monkeypatch.setattr(J, "_closed_form_norm", forbidden)
     forward = np_chain(net, ["sigmoid", "tanh", "sigmoid", "linear"])
     fd = {n: fd_norm(forward, x, n) for n in ("hid1:out", "hid2:out", "hid3:out")}
     # the default pattern (every hidden layer) and one deep layer, as keywords
@@ -493,7 +494,7 @@ def test_contractive_chain_matches_full_jacobian_with_dropout_and_noise():
         zs = [outputs[n] for n in names]
         exprs = [R.jacobian_norm(z, net.inputs, closed_form=False) for z in zs]
         for mode in ("jacobian", "gram"):
-            exprs += [t / z.shape[0] for t, z in zip(R._chain_norms(zs, net.inputs, mode), zs)]
+            exprs += [t / z.shape[0] for t, z in zip(J._chain_norms(zs, net.inputs, mode), zs)]
         values = np.array(evaluate(net, exprs, x)).reshape(3, len(names))
         np.testing.assert_allclose(values[1], values[0], rtol=1e-10)
         np.testing.assert_allclose(values[2], values[0], rtol=1e-10)
@@ -509,11 +510,11 @@ def test_contractive_general_path_elsewhere(monkeypatch, middle, data):
     with pytensor.config.change_flags(**F64):
         net = theanets.Regressor([3, (4, "tanh"), middle, (4, "tanh"), 2])
     outputs, _ = net.build_graph([])
-    chain = R._chain_norms([outputs[f"hid{i}:out"] for i in (1, 2, 3)], net.inputs)
+    chain = J._chain_norms([outputs[f"hid{i}:out"] for i in (1, 2, 3)], net.inputs)
     assert chain[0] is not None and chain[1] is None and chain[2] is None
     calls = []
-    full = R._vectorized_norm
-    monkeypatch.setattr(R, "_vectorized_norm", lambda z, xs: calls.append(z) or full(z, xs))
+    full = J._vectorized_norm
+    monkeypatch.setattr(J, "_vectorized_norm", lambda z, xs: calls.append(z) or full(z, xs))
     value = term(net, R.Contractive(weight=1, pattern="hid3:out"), data)
     assert len(calls) == 1
     if middle == (5, "softmax"):
@@ -523,7 +524,7 @@ def test_contractive_general_path_elsewhere(monkeypatch, middle, data):
 
 def test_contractive_chain_not_for_recurrent_outputs(seqnet):
     outputs, _ = seqnet.build_graph([])
-    assert R._chain_norms([outputs["hid1:out"]], seqnet.inputs) == [None]
+    assert J._chain_norms([outputs["hid1:out"]], seqnet.inputs) == [None]
 
 
 def test_contractive_chain_mode_follows_multiplication_counts():
@@ -532,9 +533,9 @@ def test_contractive_chain_mode_follows_multiplication_counts():
             net = theanets.Autoencoder(layers)
             outputs, _ = net.build_graph(R.from_kwargs(net, **kwargs))
         xs = net.inputs
-        dep = R._dependents([outputs[p] for p in pattern], xs)
-        chains = [R._product_chain(outputs[p], dep, {id(x) for x in xs}) for p in pattern]
-        return R._ChainSweep(chains[0][0], [c[1] for c in chains]), outputs
+        dep = J._dependents([outputs[p] for p in pattern], xs)
+        chains = [J._product_chain(outputs[p], dep, {id(x) for x in xs}) for p in pattern]
+        return J._ChainSweep(chains[0][0], [c[1] for c in chains]), outputs
 
     hidden = ["hid1:out", "hid2:out", "hid3:out"]
     big = [256, (128, "sigmoid"), (64, "sigmoid"), (128, "sigmoid"), 256]
@@ -551,7 +552,7 @@ def test_contractive_chain_mode_follows_multiplication_counts():
         with pytensor.config.change_flags(floatX="float32"):
             net = theanets.Autoencoder([4, (3, "tanh"), (2, "sigmoid"), ("tied", 3), ("tied", 4)])
             outputs, _ = net.build_graph([])
-            (total,) = R._chain_norms([outputs["hid3:out"]], net.inputs, mode)
+            (total,) = J._chain_norms([outputs["hid3:out"]], net.inputs, mode)
         assert total.dtype == "float32"
 
 

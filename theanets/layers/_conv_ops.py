@@ -27,24 +27,31 @@ Both layouts are handled with two spatial axes: one-dimensional data
 ``(batch, time, channels)`` is viewed as ``(batch, 1, time, channels)``.
 PyTensor's JAX backend has no implementation of these operations, so a
 graph rewrite that only JAX modes run replaces them by the slice-based
-expressions (see :func:`_reference`).
+expressions of :mod:`theanets.layers._conv_slices` (see :func:`_reference`).
+The Numba implementations and that rewrite are registered when the first
+operation is made (see :mod:`theanets.layers._dispatch`).
 """
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, disconnected_type
 from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
 
+from . import _conv_slices
 from ._compiled import drop_buffers, jit, output_buffers
+from ._dispatch import BackendOp, numba_dispatch, once
 
 __all__ = ["Im2col", "Col2im", "FilterBank", "FilterBankGrad", "Pool", "PoolGrad", "MaxGather"]
 
 #: Pooling modes, by the codes the compiled loops use.
 _POOL_CODES = {"max": 0, "sum": 1, "average": 2}
 
+#: The code of :func:`_pool_grad` for :class:`MaxGather`'s map.
+_GATHER = 3
+
 #: Bumped whenever the compiled code changes (PyTensor's Numba cache key).
-_NUMBA_VERSION = 4
+_NUMBA_VERSION = 5
 
 
 def _out_length(n, k, s, before, after):
@@ -66,16 +73,20 @@ _U = np.uintp
 
 
 @jit
-def _im2col(x, k1, k2, s1, s2, p1, p2, m1, m2, rows):  # pragma: no cover - compiled
-    """Rows of patches of ``x``, zero-padded by ``p1``/``p2`` before each axis.
+def _patch_map(image, rows, k1, k2, s1, s2, p1, p2, m1, m2, adjoint):  # pragma: no cover
+    """Copy the patches of ``image`` into ``rows``, or (``adjoint``) add them back.
 
-    Row ``(b, i, j)`` of ``rows`` gets ``x[b, s1 i + u - p1, s2 j + v - p2, c]``
-    at column ``(u k2 + v) C + c``, or 0 outside the input.
+    Row ``(b, i, j)`` of ``rows`` holds ``image[b, s1 i + u - p1, s2 j + v
+    - p2, c]`` at column ``(u k2 + v) C + c``, and 0 where that position lies
+    in the padding. The adjoint adds each row value onto its position
+    (padding positions are dropped), into an ``image`` it first zeroes.
     """
-    batch, n1, n2, channels = x.shape
+    batch, n1, n2, channels = image.shape
     run = k2 * channels
-    src, dst = x.reshape(x.size), rows.reshape(rows.size)
-    zero = x.dtype.type(0)
+    img, col = image.reshape(image.size), rows.reshape(rows.size)
+    zero = image.dtype.type(0)
+    if adjoint:
+        img[:] = 0
     at = 0
     for b in range(batch):
         for i in range(m1):
@@ -84,58 +95,47 @@ def _im2col(x, k1, k2, s1, s2, p1, p2, m1, m2, rows):  # pragma: no cover - comp
                 inside = first >= 0 and first + k2 <= n2
                 for u in range(k1):
                     r = i * s1 + u - p1
-                    d0 = _U(at)
+                    c0 = _U(at)
                     if r < 0 or r >= n1:
-                        for q in range(run):
-                            dst[d0 + _U(q)] = zero
+                        if not adjoint:
+                            for q in range(run):
+                                col[c0 + _U(q)] = zero
                     elif inside:
-                        s0 = _U(((b * n1 + r) * n2 + first) * channels)
-                        for q in range(run):
-                            dst[d0 + _U(q)] = src[s0 + _U(q)]
+                        i0 = _U(((b * n1 + r) * n2 + first) * channels)
+                        if adjoint:
+                            for q in range(run):
+                                img[i0 + _U(q)] += col[c0 + _U(q)]
+                        else:
+                            for q in range(run):
+                                col[c0 + _U(q)] = img[i0 + _U(q)]
                     else:
                         for v in range(k2):
-                            col = first + v
-                            here = d0 + _U(v * channels)
-                            if 0 <= col < n2:
-                                s0 = _U(((b * n1 + r) * n2 + col) * channels)
+                            pos = first + v
+                            here = c0 + _U(v * channels)
+                            if 0 <= pos < n2:
+                                i0 = _U(((b * n1 + r) * n2 + pos) * channels)
+                                if adjoint:
+                                    for q in range(channels):
+                                        img[i0 + _U(q)] += col[here + _U(q)]
+                                else:
+                                    for q in range(channels):
+                                        col[here + _U(q)] = img[i0 + _U(q)]
+                            elif not adjoint:
                                 for q in range(channels):
-                                    dst[here + _U(q)] = src[s0 + _U(q)]
-                            else:
-                                for q in range(channels):
-                                    dst[here + _U(q)] = zero
+                                    col[here + _U(q)] = zero
                     at += run
+
+
+@jit
+def _im2col(x, k1, k2, s1, s2, p1, p2, m1, m2, rows):  # pragma: no cover - compiled
+    """Rows of patches of ``x``, zero-padded by ``p1``/``p2`` before each axis."""
+    _patch_map(x, rows, k1, k2, s1, s2, p1, p2, m1, m2, False)
 
 
 @jit
 def _col2im(rows, k1, k2, s1, s2, p1, p2, m1, m2, out):  # pragma: no cover - compiled
     """The adjoint of :func:`_im2col`: patch values added back onto their positions."""
-    batch, n1, n2, channels = out.shape
-    run = k2 * channels
-    src, dst = rows.reshape(rows.size), out.reshape(out.size)
-    dst[:] = 0
-    at = 0
-    for b in range(batch):
-        for i in range(m1):
-            for j in range(m2):
-                first = j * s2 - p2
-                inside = first >= 0 and first + k2 <= n2
-                for u in range(k1):
-                    r = i * s1 + u - p1
-                    s0 = _U(at)
-                    if 0 <= r < n1:
-                        if inside:
-                            d0 = _U(((b * n1 + r) * n2 + first) * channels)
-                            for q in range(run):
-                                dst[d0 + _U(q)] += src[s0 + _U(q)]
-                        else:
-                            for v in range(k2):
-                                col = first + v
-                                if 0 <= col < n2:
-                                    d0 = _U(((b * n1 + r) * n2 + col) * channels)
-                                    here = s0 + _U(v * channels)
-                                    for q in range(channels):
-                                        dst[d0 + _U(q)] += src[here + _U(q)]
-                    at += run
+    _patch_map(out, rows, k1, k2, s1, s2, p1, p2, m1, m2, True)
 
 
 @jit
@@ -172,7 +172,12 @@ def _pool(x, k1, k2, s1, s2, code, out):  # pragma: no cover - compiled
 
 @jit
 def _pool_grad(x, out, grad, k1, k2, s1, s2, code, dx):  # pragma: no cover - compiled
-    """Gradient ``dx`` of :func:`_pool` with respect to ``x``, given ``grad`` of ``out``."""
+    """Gradient ``dx`` of :func:`_pool` with respect to ``x``, given ``grad`` of ``out``.
+
+    With ``code`` :data:`_GATHER` it computes the adjoint map instead: for
+    each window of ``x``, the sum of ``grad`` (then shaped like ``x``) where
+    ``x`` equals the window's maximum, into ``dx`` shaped like ``out``.
+    """
     batch, n1, n2, channels = x.shape
     m1, m2 = out.shape[1], out.shape[2]
     xs, top = x.reshape(x.size), out.reshape(out.size)
@@ -195,37 +200,33 @@ def _pool_grad(x, out, grad, k1, k2, s1, s2, code, dx):  # pragma: no cover - co
                         elif code == 1:
                             for c in range(channels):
                                 dst[d0 + _U(c)] += g[o0 + _U(c)]
-                        else:
+                        elif code == 2:
                             for c in range(channels):
                                 dst[d0 + _U(c)] += g[o0 + _U(c)] / size
-                at += channels
-
-
-@jit
-def _max_gather(x, out, values, k1, k2, s1, s2, result):  # pragma: no cover - compiled
-    """For each window, the sum of ``values`` where ``x`` equals the window's maximum."""
-    batch, n1, n2, channels = x.shape
-    m1, m2 = out.shape[1], out.shape[2]
-    xs, top = x.reshape(x.size), out.reshape(out.size)
-    val, dst = values.reshape(values.size), result.reshape(result.size)
-    zero = values.dtype.type(0)
-    dst[:] = 0
-    at = 0
-    for b in range(batch):
-        for i in range(m1):
-            for j in range(m2):
-                o0 = _U(at)
-                for u in range(k1):
-                    for v in range(k2):
-                        s0 = _U(((b * n1 + i * s1 + u) * n2 + j * s2 + v) * channels)
-                        for c in range(channels):
-                            hit = xs[s0 + _U(c)] == top[o0 + _U(c)]
-                            dst[o0 + _U(c)] += val[s0 + _U(c)] if hit else zero
+                        else:
+                            for c in range(channels):
+                                hit = xs[d0 + _U(c)] == top[o0 + _U(c)]
+                                dst[o0 + _U(c)] += g[d0 + _U(c)] if hit else zero
                 at += channels
 
 
 # ----------------------------------------------------------------------
 # operations
+
+
+@once
+def _register_backends():
+    """Register the Numba implementations and the JAX expansion of the operations."""
+    _register_jax_expansion()
+    numba = numba_dispatch()
+    if numba is not None:
+        _register_numba(*numba)
+
+
+class _ConvOp(BackendOp):
+    """Base of the operations here: the backends learn of them when the first one is made."""
+
+    register_backends = staticmethod(_register_backends)
 
 
 def _float_tensors(*inputs):
@@ -241,7 +242,7 @@ def _check_ndim(op, x, ndim=4):
         raise TypeError(f"{type(op).__name__} needs a {ndim}-D input, got {x.ndim}-D")
 
 
-class _CompiledOp(Op):
+class _CompiledOp(_ConvOp):
     """Runs a compiled loop from :meth:`perform`, into a reused output array.
 
     Subclasses name the loop in ``_kernel``, the inputs it reads in
@@ -275,6 +276,7 @@ class _PatchOp(_CompiledOp):
         self.window = tuple(int(k) for k in window)
         self.stride = tuple(int(s) for s in stride)
         self.padding = tuple((int(a), int(b)) for a, b in padding)
+        super().__init__()
 
     def out_lengths(self, shape):
         """Number of output positions along both spatial axes for an input ``shape``."""
@@ -388,6 +390,7 @@ class _PoolOp(_CompiledOp):
         self.window = tuple(int(k) for k in window)
         self.stride = tuple(int(s) for s in stride)
         self.mode = mode
+        super().__init__()
 
     def out_lengths(self, shape):
         """Number of whole windows along both spatial axes for an input ``shape``."""
@@ -435,7 +438,48 @@ class Pool(_PoolOp):
         return [PoolGrad(self.window, self.stride, self.mode)(x, out, g)]
 
 
-class PoolGrad(_PoolOp):
+class _WindowMap(_PoolOp):
+    """Shared code of :class:`PoolGrad` and :class:`MaxGather`.
+
+    Both are linear maps of their third input, between arrays of the shapes
+    of ``x`` and of the pooled ``out``; ``x`` and ``out`` only select the
+    maximal elements. Subclasses say which of the two the output is shaped
+    like (``_LIKE``) and give the adjoint map (:meth:`_adjoint`).
+    """
+
+    #: The input the output takes its type and shape from: 0 for ``x``, 1 for ``out``.
+    _LIKE = 0
+
+    def make_node(self, x, out, values):
+        """Build the node for 4-D ``x``, ``out`` and ``values``."""
+        inputs = _float_tensors(x, out, values)
+        for value in inputs:
+            _check_ndim(self, value)
+        return Apply(self, inputs, [inputs[self._LIKE].type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        """The shape of ``x`` or of ``out``."""
+        return [shapes[self._LIKE]]
+
+    def connection_pattern(self, node):
+        """Values flow from the third input only."""
+        return [[False], [False], [True]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        """The adjoint map applied to the output's gradient."""
+        x, out, values = inputs
+        (e,) = cotangents
+        if isinstance(e.type, DisconnectedType):
+            grad = pt.zeros_like(values)
+        else:
+            grad = self._adjoint(x, out, e)
+        return [disconnected_type(), disconnected_type(), grad]
+
+    def _adjoint(self, x, out, e):
+        raise NotImplementedError
+
+
+class PoolGrad(_WindowMap):
     """Gradient of :class:`Pool` with respect to its input.
 
     Inputs ``x``, the pooled ``out`` and the gradient ``g`` of ``out``. For
@@ -448,38 +492,18 @@ class PoolGrad(_PoolOp):
     """
 
     _kernel = _pool_grad
+    _LIKE = 0
 
-    def make_node(self, x, out, g):
-        """Build the node; the output has the type of ``x``."""
-        x, out, g = _float_tensors(x, out, g)
-        for value in (x, out, g):
-            _check_ndim(self, value)
-        return Apply(self, [x, out, g], [x.type()])
-
-    def infer_shape(self, fgraph, node, shapes):
-        """The shape of ``x``."""
-        return [shapes[0]]
-
-    def connection_pattern(self, node):
-        """Values flow from ``g`` only (``x`` and ``out`` select elements)."""
-        return [[False], [False], [True]]
-
-    def pullback(self, inputs, outputs, cotangents):
-        """The adjoint map applied to the output's gradient."""
-        x, out, g = inputs
-        (e,) = cotangents
-        if isinstance(e.type, DisconnectedType):
-            grad = pt.zeros_like(g)
-        elif self.mode == "max":
-            grad = MaxGather(self.window, self.stride, self.mode)(x, out, e)
-        else:
-            grad = Pool(self.window, self.stride, "sum")(e)
-            if self.mode == "average":
-                grad = grad / np.asarray(self.window[0] * self.window[1], dtype=grad.dtype)
-        return [disconnected_type(), disconnected_type(), grad]
+    def _adjoint(self, x, out, e):
+        if self.mode == "max":
+            return MaxGather(self.window, self.stride, self.mode)(x, out, e)
+        grad = Pool(self.window, self.stride, "sum")(e)
+        if self.mode == "average":
+            grad = grad / np.asarray(self.window[0] * self.window[1], dtype=grad.dtype)
+        return grad
 
 
-class MaxGather(_PoolOp):
+class MaxGather(_WindowMap):
     """For each window, the sum of ``values`` over the elements where ``x`` equals ``out``.
 
     The adjoint of :class:`PoolGrad` for max pooling (and its gradient):
@@ -487,35 +511,15 @@ class MaxGather(_PoolOp):
     the output has the shape of ``out``.
     """
 
-    _kernel = _max_gather
+    _kernel = _pool_grad
+    _LIKE = 1
 
     def _static(self, shapes):
-        return (*self.window, *self.stride)
+        return (*self.window, *self.stride, _GATHER)
 
-    def make_node(self, x, out, values):
-        """Build the node; the output has the type of ``out``."""
-        x, out, values = _float_tensors(x, out, values)
-        for value in (x, out, values):
-            _check_ndim(self, value)
-        return Apply(self, [x, out, values], [out.type()])
-
-    def infer_shape(self, fgraph, node, shapes):
-        """The shape of ``out``."""
-        return [shapes[1]]
-
-    def connection_pattern(self, node):
-        """Values flow from ``values`` only."""
-        return [[False], [False], [True]]
-
-    def pullback(self, inputs, outputs, cotangents):
-        """:class:`PoolGrad` of the output's gradient (the two are adjoint)."""
-        x, out, values = inputs
-        (e,) = cotangents
-        if isinstance(e.type, DisconnectedType):
-            grad = pt.zeros_like(values)
-        else:
-            grad = PoolGrad(self.window, self.stride, "max")(x, out, e)
-        return [disconnected_type(), disconnected_type(), grad]
+    def _adjoint(self, x, out, e):
+        # PoolGrad of the output's gradient: the two are adjoint
+        return PoolGrad(self.window, self.stride, "max")(x, out, e)
 
 
 def _bank(w):
@@ -533,7 +537,7 @@ def _unbank(bank, shape):
     return np.ascontiguousarray(moved[(slice(None), slice(None)) + (slice(None, None, -1),) * nd])
 
 
-class FilterBank(Op):
+class FilterBank(_ConvOp):
     """A filter bank ``w`` of shape ``(F, C, k_1, ..., k_d)`` as the matrix the patches multiply.
 
     Row ``f`` holds the flipped filter with its offsets in row-major order
@@ -577,7 +581,7 @@ class FilterBank(Op):
         return [FilterBankGrad()(g, w)]
 
 
-class FilterBankGrad(Op):
+class FilterBankGrad(_ConvOp):
     """The inverse (and adjoint) of :class:`FilterBank`.
 
     Inputs: a bank matrix and a filter bank ``like`` whose shape (not
@@ -649,29 +653,23 @@ def pool(x, window, stride, mode):
 
 def _reference(node):
     """The same computation as ``node``, from PyTensor's own operations (slices, joins)."""
-    import pytensor
-
-    from . import convolution
-
     op = node.op
     if isinstance(op, (FilterBank, FilterBankGrad)):
         w = node.inputs[0] if isinstance(op, FilterBank) else node.inputs[1]
-        nd = w.ndim - 2
-        flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
-        bank = flipped.transpose(0, *range(2, 2 + nd), 1).reshape((w.shape[0], -1))
+        bank = _conv_slices.filter_matrix(w, w.shape[0], -1)
         if isinstance(op, FilterBank):
             return bank
         return pytensor.grad(None, w, known_grads={bank: node.inputs[0]})
     if isinstance(op, (Im2col, Col2im)):
         like = node.inputs[0] if isinstance(op, Im2col) else node.inputs[1]
-        padded = convolution._pad(like, op.padding)
-        views = convolution._joined_views(padded, op.window, op.stride, "slices")
+        padded = _conv_slices.pad(like, op.padding)
+        views = _conv_slices.joined_views(padded, op.window, op.stride, "slices")
         rows = views.reshape((-1, op.window[0] * op.window[1] * like.shape[3]))
         if isinstance(op, Im2col):
             return rows
         return pytensor.grad(None, like, known_grads={rows: node.inputs[0]})
     x = node.inputs[0]
-    pooled = convolution.pool(x, op.window, op.stride, op.mode, impl="slices")
+    pooled = _conv_slices.pool(x, op.window, op.stride, op.mode)
     if isinstance(op, Pool):
         return pooled
     if isinstance(op, PoolGrad):
@@ -680,7 +678,7 @@ def _reference(node):
     count = op.window[0] * op.window[1]
 
     def windows(v):
-        joined = convolution._joined_views(v, op.window, op.stride, "slices")
+        joined = _conv_slices.joined_views(v, op.window, op.stride, "slices")
         shape = [joined.shape[i] for i in range(3)] + [count, v.shape[3]]
         return joined.reshape(shape, ndim=5)
 
@@ -705,16 +703,8 @@ def _register_jax_expansion():
     )
 
 
-def _register_numba():
+def _register_numba(numba_njit, register_funcify_default_op_cache_key):
     """Compile the operations into PyTensor's Numba graphs (instead of object-mode calls)."""
-    try:
-        from pytensor.link.numba.dispatch.basic import (
-            numba_njit,
-            register_funcify_default_op_cache_key,
-        )
-    except ImportError:  # pragma: no cover - an older PyTensor
-        return
-
     c = np.ascontiguousarray
 
     @register_funcify_default_op_cache_key(Im2col)
@@ -799,31 +789,16 @@ def _register_numba():
         return pool, _NUMBA_VERSION
 
     @register_funcify_default_op_cache_key(PoolGrad)
-    def _pool_grad_funcify(op, node=None, **kwargs):
-        k1, k2, s1, s2, code = op._static(None)
-
-        @numba_njit
-        def pool_grad(x, out, g):
-            x = c(x)
-            dx = np.empty(x.shape, dtype=x.dtype)
-            _pool_grad(x, c(out), c(g), k1, k2, s1, s2, code, dx)
-            return dx
-
-        return pool_grad, _NUMBA_VERSION
-
     @register_funcify_default_op_cache_key(MaxGather)
-    def _max_gather_funcify(op, node=None, **kwargs):
-        k1, k2, s1, s2 = op._static(None)
+    def _window_map_funcify(op, node=None, **kwargs):
+        k1, k2, s1, s2, code = op._static(None)
+        like = op._LIKE
 
         @numba_njit
-        def max_gather(x, out, values):
-            out = c(out)
-            result = np.empty(out.shape, dtype=out.dtype)
-            _max_gather(c(x), out, c(values), k1, k2, s1, s2, result)
+        def window_map(x, out, values):
+            x, out = c(x), c(out)
+            result = np.empty(x.shape if like == 0 else out.shape, dtype=x.dtype)
+            _pool_grad(x, out, c(values), k1, k2, s1, s2, code, result)
             return result
 
-        return max_gather, _NUMBA_VERSION
-
-
-_register_numba()
-_register_jax_expansion()
+        return window_map, _NUMBA_VERSION

@@ -18,7 +18,8 @@ multi-channel convolution operation, so the layers build one ("im2col"): the
 input, zero-padded as the border mode asks, is cut into a matrix of patches
 with one row per output position and one column per filter offset and
 channel, and a single matrix product with the flipped, reshaped filter bank
-gives every output value at once. The product is one BLAS call
+gives every output value at once. The product
+(:class:`~theanets.layers._matmul.MatMul`) is one BLAS call
 (``Dot22``/``Gemm`` in PyTensor's C backend, ``np.dot`` in the Numba
 backend), and so are both products of the gradient; the gradient of the
 patch matrix is added back onto the input positions it came from. Strides
@@ -29,27 +30,21 @@ By default (``impl='fused'``) cutting the patches and adding them back are
 each one compiled operation (:mod:`theanets.layers._conv_ops`), and so is
 pooling. The ``'slices'`` and ``'scatter'`` implementations build the same
 patches from ``prod(filter_size)`` shifted strided views joined along the
-channel axis, and differ in how the gradient adds them back (one strided
-addition per view, or one scatter-add over a flat index); pooling there
-reshapes the input so that non-overlapping windows lie along their own axes,
-or combines shifted views for other strides. Every path is exactly
-differentiable, to any order.
+channel axis (:mod:`theanets.layers._conv_slices`), and differ in how the
+gradient adds them back (one strided addition per view, or one scatter-add
+over a flat index); pooling there reshapes the input so that non-overlapping
+windows lie along their own axes, or combines shifted views for other
+strides. Every path is exactly differentiable, to any order.
 """
 
 import itertools
 import numbers
 
 import numpy as np
-import pytensor
-import pytensor.scalar
-import pytensor.tensor as pt
-from pytensor.compile import optdb
-from pytensor.compile.builders import OpFromGraph
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
-from pytensor.graph.rewriting.basic import in2out, node_rewriter
 
 from .. import util
+from . import _conv_slices
+from ._matmul import MatMul
 from .base import Layer
 
 __all__ = ["Convolution", "Conv1", "Conv2", "Pooling", "Pool1", "Pool2", "MatMul"]
@@ -89,14 +84,14 @@ def _positive_tuple(value, ndim, what, layer_name, default=None):
     return tuple(int(v) for v in items)
 
 
-def _padding(kernel, border_mode):
-    """Zeros to add (before, after) along one axis for a border mode."""
-    if border_mode == "full":
-        return kernel - 1, kernel - 1
-    if border_mode == "same":
-        # The centre of the 'full' result, as scipy.signal.convolve(mode='same').
-        return kernel // 2, (kernel - 1) // 2
-    return 0, 0
+def _check_choice(value, choices, what, layer_name):
+    """Return ``value`` after checking that it is one of ``choices``."""
+    if value not in choices:
+        raise util.ConfigurationError(
+            f"layer {layer_name!r}: {what} must be one of {choices}, got {value!r}"
+            f"{util.closest_match(str(value), choices)}"
+        )
+    return value
 
 
 def conv_output_length(length, kernel, stride, border_mode):
@@ -120,7 +115,7 @@ def conv_output_length(length, kernel, stride, border_mode):
     """
     if length is None:
         return None
-    before, after = _padding(kernel, border_mode)
+    before, after = _conv_slices.padding(kernel, border_mode)
     full = length + before + after - kernel + 1
     return (full - 1) // stride + 1
 
@@ -145,264 +140,6 @@ def pool_output_length(length, pool, stride):
     if length is None:
         return None
     return (length - pool) // stride + 1
-
-
-def _pad(x, pads):
-    """Zero-pad the spatial axes (1 .. ndim-2) of ``x`` by ``pads`` = [(before, after), ...].
-
-    Zeros are joined on (rather than the input written into a zero array),
-    so that the gradient is a plain slice: Numba compiles ``Join`` and
-    ``Subtensor`` quickly but spends many seconds on each ``IncSubtensor``.
-    """
-    for axis, (before, after) in enumerate(pads, start=1):
-        if not (before or after):
-            continue
-        parts = []
-        for count in (before, after):
-            shape = [x.shape[i] for i in range(x.ndim)]
-            shape[axis] = count
-            parts.append(pt.zeros(shape, dtype=x.dtype) if count else None)
-        pieces = [p for p in (parts[0], x, parts[1]) if p is not None]
-        x = pt.concatenate(pieces, axis=axis)
-    return x
-
-
-def _crop(x, window):
-    """Cut each spatial axis of ``x`` down to a multiple of the window length.
-
-    The gradient of a plain slice would be an ``IncSubtensor`` into zeros,
-    which Numba is slow to compile; here it is the gradient joined with zeros.
-    """
-    inner = x.type()
-    index = [slice(None)]
-    for i, p in enumerate(window):
-        n = inner.type.shape[1 + i]
-        if n is not None and n % p == 0:
-            index.append(slice(None))
-        else:
-            length = n if n is not None else inner.shape[1 + i]
-            index.append(slice(0, (length // p) * p))
-    index.append(slice(None))
-
-    def pullback(inputs, outputs, cotangents):
-        (full,), (grad,) = inputs, cotangents
-        for axis, item in enumerate(index):
-            if item == slice(None):
-                continue
-            shape = [grad.shape[i] for i in range(grad.ndim)]
-            shape[axis] = full.shape[axis] - grad.shape[axis]
-            grad = pt.concatenate([grad, pt.zeros(shape, dtype=grad.dtype)], axis=axis)
-        return [grad]
-
-    op = OpFromGraph([inner], [inner[tuple(index)]], pullback=pullback, inline=True, name="Crop")
-    return op(x)
-
-
-def _view_index(x, window, stride):
-    """Flat indices into ``x`` of every element of the joined shifted views.
-
-    For ``x`` of shape (batch, n_1, ..., n_d, C) the result lists, in the
-    order of the patch tensor (batch, m_1, ..., m_d, k_1, ..., k_d, C), the
-    position in ``x.ravel()`` of each patch element.
-    """
-    ndim = len(window)
-    channels = x.type.shape[-1]
-    lengths = [x.shape[1 + i] for i in range(ndim)]
-    steps = [channels]
-    for n in reversed(lengths[1:]):
-        steps.insert(0, steps[0] * n)
-    total = pt.arange(channels).reshape((1,) * (2 * ndim) + (channels,))
-    for i, (n, k, s) in enumerate(zip(lengths, window, stride)):
-        shape = [1] * (2 * ndim + 1)
-        shape[i] = -1
-        total = total + (pt.arange((n - k) // s + 1) * s * steps[i]).reshape(shape)
-        shape = [1] * (2 * ndim + 1)
-        shape[ndim + i] = k
-        total = total + (np.arange(k) * steps[i]).reshape(shape)
-    per_example = steps[0] * lengths[0]
-    return (pt.arange(x.shape[0]).reshape((-1, 1)) * per_example + total.reshape((1, -1))).ravel()
-
-
-def _scatter_views(grad, x, window, stride):
-    """Gradient of the joined views as one scatter-add over a flat index."""
-    index = _view_index(x, window, stride)
-    flat = pt.zeros((x.size,), dtype=grad.dtype)
-    return pt.inc_subtensor(flat[index], grad.ravel()).reshape(x.shape, ndim=x.ndim)
-
-
-def _joined_views(x, window, stride, impl="slices"):
-    """The patch tensor: every shifted strided view of ``x`` joined along the last axis.
-
-    With ``impl='slices'`` the gradient adds each view's gradient back into a
-    zero tensor of the input's shape (one strided ``IncSubtensor`` per view):
-    the fastest form measured at run time, but Numba compiles each distinct
-    ``IncSubtensor`` slowly (about 15 s), so the first run of a network with
-    a new filter size pays a few minutes of compilation once (Numba caches
-    it). With ``impl='scatter'`` the gradient is one scatter-add over a flat
-    index (``AdvancedIncSubtensor1``): it compiles in seconds, but made a
-    training step of the benchmark network about 1.7 times slower.
-    """
-    if int(np.prod(window)) == 1 or impl == "slices":
-        views = list(_shifted_views(x, window, stride))
-        return views[0] if len(views) == 1 else pt.concatenate(views, axis=-1)
-    inner = x.type()
-    joined = pt.concatenate(list(_shifted_views(inner, window, stride)), axis=-1)
-
-    def pullback(inputs, outputs, cotangents):
-        return [_scatter_views(cotangents[0], inputs[0], window, stride)]
-
-    op = OpFromGraph([inner], [joined], pullback=pullback, inline=True, name="JoinedViews")
-    return op(x)
-
-
-def _shifted_views(x, window, stride):
-    """Yield one strided view of ``x`` per offset inside a window.
-
-    For the offset :math:`o` along an axis of window length :math:`k` and
-    stride :math:`s` the view holds elements :math:`o, o + s, o + 2s, ...`
-    up to the last one that leaves room for the rest of the window, i.e.
-    ``x[o : n - (k - 1 - o) : s]``.
-    """
-    for offset in itertools.product(*(range(k) for k in window)):
-        index = [slice(None)]
-        for o, k, s in zip(offset, window, stride):
-            index.append(slice(o, (o - (k - 1)) or None, s))
-        index.append(slice(None))
-        yield x[tuple(index)]
-
-
-class MatMul(Op):
-    """Matrix product with optional transposes: :math:`C = op(A)\\, op(B)`.
-
-    ``op`` is the transpose where ``trans_a``/``trans_b`` say so. The
-    convolution layers use it for their patch products, and so do its
-    gradients:
-
-    .. math::
-        \\frac{\\partial L}{\\partial A} = G\\, op(B)^\\top, \\qquad
-        \\frac{\\partial L}{\\partial B} = op(A)^\\top G
-
-    (transposed back when the operand enters transposed). The transposes are
-    flags rather than separate operations because PyTensor's Numba backend
-    copies a transposed view before multiplying it (a slow strided copy of a
-    large patch or gradient matrix), while a transpose taken inside one
-    compiled function is passed to BLAS as a flag. For the C backend the op
-    is rewritten into ordinary ``dot`` products of transposes, which become
-    ``Dot22``/``Gemm``; without compilation, :meth:`perform` calls
-    :func:`numpy.dot`.
-
-    Parameters
-    ----------
-    trans_a, trans_b : bool
-        Whether to transpose the first / second operand.
-    """
-
-    __props__ = ("trans_a", "trans_b")
-
-    def __init__(self, trans_a=False, trans_b=False):
-        self.trans_a = bool(trans_a)
-        self.trans_b = bool(trans_b)
-        _register_numba_matmul()
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        _register_numba_matmul()
-
-    def make_node(self, a, b):
-        """Build the node for matrices ``a`` and ``b`` (cast to a common float dtype)."""
-        a, b = pt.as_tensor_variable(a), pt.as_tensor_variable(b)
-        if a.ndim != 2 or b.ndim != 2:
-            raise TypeError(f"MatMul needs matrices, got {a.ndim}-D and {b.ndim}-D inputs")
-        dtype = pytensor.scalar.upcast(a.dtype, b.dtype)
-        a, b = pt.cast(a, dtype), pt.cast(b, dtype)
-        rows = a.type.shape[1] if self.trans_a else a.type.shape[0]
-        cols = b.type.shape[0] if self.trans_b else b.type.shape[1]
-        out = pt.tensor(dtype=dtype, shape=(rows, cols))
-        return Apply(self, [a, b], [out])
-
-    def perform(self, node, inputs, output_storage):
-        """Multiply with NumPy."""
-        a, b = inputs
-        out = np.dot(a.T if self.trans_a else a, b.T if self.trans_b else b)
-        output_storage[0][0] = np.asarray(out, dtype=node.outputs[0].dtype)
-
-    def infer_shape(self, fgraph, node, shapes):
-        """Output shape from the input shapes."""
-        (ar, ac), (br, bc) = shapes
-        return [(ac if self.trans_a else ar, br if self.trans_b else bc)]
-
-    def pullback(self, inputs, outputs, cotangents):
-        """Gradients of both operands, as MatMul products again."""
-        a, b = inputs
-        (g,) = cotangents
-        ta, tb = self.trans_a, self.trans_b
-        grad_a = MatMul(tb, True)(b, g) if ta else MatMul(False, not tb)(g, b)
-        grad_b = MatMul(True, ta)(g, a) if tb else MatMul(not ta, False)(a, g)
-        return [grad_a, grad_b]
-
-
-@node_rewriter([MatMul])
-def _lower_matmul(fgraph, node):
-    """Replace :class:`MatMul` by ``dot`` of transposes (for the C backend's BLAS rewrites)."""
-    a, b = node.inputs
-    op = node.op
-    return [pt.dot(a.T if op.trans_a else a, b.T if op.trans_b else b)]
-
-
-# In the C backend, the BLAS rewrites (position 1.7) then turn the products
-# into Dot22/Gemm. Backends that skip C-only rewrites (Numba) keep MatMul.
-optdb.register(
-    "theanets_lower_matmul", in2out(_lower_matmul), "fast_run", "cxx_only", position=1.65
-)
-
-
-_MATMUL_REGISTERED = []
-
-
-def _register_numba_matmul():
-    """Give :class:`MatMul` a Numba implementation that passes transposes to BLAS.
-
-    Done once, when the first :class:`MatMul` is made, so that
-    ``import theanets`` does not import Numba.
-    """
-    if _MATMUL_REGISTERED:
-        return
-    _MATMUL_REGISTERED.append(True)
-    try:
-        from pytensor.link.numba.dispatch.basic import (
-            numba_njit,
-            register_funcify_default_op_cache_key,
-        )
-    except ImportError:  # pragma: no cover - Numba missing
-        return
-
-    @register_funcify_default_op_cache_key(MatMul)
-    def _funcify(op, node, **kwargs):
-        if op.trans_a and op.trans_b:
-
-            @numba_njit
-            def matmul(a, b):
-                return np.dot(a.T, b.T)
-
-        elif op.trans_a:
-
-            @numba_njit
-            def matmul(a, b):
-                return np.dot(a.T, b)
-
-        elif op.trans_b:
-
-            @numba_njit
-            def matmul(a, b):
-                return np.dot(a, b.T)
-
-        else:
-
-            @numba_njit
-            def matmul(a, b):
-                return np.dot(a, b)
-
-        return matmul, 1
 
 
 def convolve(x, w, stride, border_mode, out_shape=None, impl="fused"):
@@ -470,9 +207,10 @@ def _conv_products(x, w, stride, border_mode, out_shape=None, impl="fused"):
     window = tuple(int(k) for k in w.type.shape[2:])
     ndim = len(window)
     filters, channels = int(w.type.shape[0]), int(w.type.shape[1])
-    pads = [_padding(k, border_mode) for k in window]
+    pads = [_conv_slices.padding(k, border_mode) for k in window]
     width = int(np.prod(window)) * channels
     if impl == "fused":
+        # imported here: it compiles with Numba, which `import theanets` does not load
         from . import _conv_ops
 
         rows = _conv_ops.patches(x, window, stride, pads)
@@ -483,11 +221,10 @@ def _conv_products(x, w, stride, border_mode, out_shape=None, impl="fused"):
             for i, (k, s, (before, after)) in enumerate(zip(window, stride, pads))
         ]
     else:
-        x = _pad(x, pads)
-        patches = _joined_views(x, window, stride, impl)
+        x = _conv_slices.pad(x, pads)
+        patches = _conv_slices.joined_views(x, window, stride, impl)
         rows = patches.reshape((-1, width))
-        flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * ndim]
-        bank = flipped.transpose(0, *range(2, 2 + ndim), 1).reshape((filters, width))
+        bank = _conv_slices.filter_matrix(w, filters, width)
         lengths = [patches.shape[1 + i] for i in range(ndim)]
     products = MatMul(trans_b=True)(rows, bank)
     if out_shape is None:
@@ -534,44 +271,60 @@ def pool(x, window, stride, mode, impl="fused"):
         from . import _conv_ops
 
         return _conv_ops.pool(x, tuple(window), tuple(stride), mode)
-    ndim = len(window)
-    size = float(np.prod(window))
-    if tuple(stride) == tuple(window):
-        statics = [x.type.shape[1 + i] for i in range(ndim)]
-        counts = [
-            (n // p) if n is not None else x.shape[1 + i] // p
-            for i, (n, p) in enumerate(zip(statics, window))
-        ]
-        exact = all(n is not None and n % p == 0 for n, p in zip(statics, window))
-        cropped = x if exact else _crop(x, window)
-        shape = [x.shape[0]]
-        for m, p in zip(counts, window):
-            shape += [m, p]
-        shape.append(x.shape[-1])
-        blocks = cropped.reshape(shape, ndim=2 * ndim + 2)
-        axes = tuple(2 + 2 * i for i in range(ndim))
-        if mode == "max":
-            return blocks.max(axis=axes)
-        total = blocks.sum(axis=axes)
-        return total if mode == "sum" else total / np.asarray(size, dtype=x.dtype)
-    # Overlapping (or gapped) windows: the windows' values side by side on a
-    # new axis before the channels, then reduced.
-    joined = _joined_views(x, window, stride)
-    windows = joined.reshape(
-        [joined.shape[i] for i in range(ndim + 1)] + [int(np.prod(window)), x.type.shape[-1]],
-        ndim=ndim + 3,
-    )
-    if mode == "max":
-        return windows.max(axis=-2)
-    total = windows.sum(axis=-2)
-    return total if mode == "sum" else total / np.asarray(size, dtype=x.dtype)
+    return _conv_slices.pool(x, window, stride, mode)
+
+
+class _Spatial:
+    """Shared code of :class:`Convolution` and :class:`Pooling` (a mixin of :class:`Layer`).
+
+    The layer class sets ``SPATIAL_NDIM``, its number of spatial axes.
+    """
+
+    def _check_layout(self):
+        """The input's example shape, after checking it has the spatial axes and channels."""
+        shape = self.input_shape
+        want = self.SPATIAL_NDIM + 1
+        if len(shape) != want:
+            layout = "(time, channels)" if self.SPATIAL_NDIM == 1 else ("(width, height, channels)")
+            raise util.ConfigurationError(
+                f"layer {self.name!r}: {type(self).__name__} needs examples of shape {layout}, but "
+                f"input {self.input_name!r} has shape {shape}"
+            )
+        return shape
+
+    def _check_channels(self, shape):
+        """Refuse an input whose channel axis has no static size."""
+        if shape[-1] is None:
+            raise util.ConfigurationError(
+                f"layer {self.name!r}: the channel axis of input {self.input_name!r} (shape "
+                f"{shape}) must have a known size"
+            )
+
+    def _spec_value(self, value):
+        return list(value)
+
+    def _log_line(self, details, *values):
+        """Log ``layer <name>: <input><shape> -> <shape>, `` followed by ``details``."""
+        util.log(
+            "layer {}: {}{} -> {}, " + details,
+            self.name,
+            self.input_name,
+            tuple(self.input_shape),
+            self.output_shape,
+            *values,
+        )
+
+
+def _sizes(values):
+    """``(3, 2)`` as ``'3x2'``."""
+    return "x".join(map(str, values))
 
 
 # ----------------------------------------------------------------------
 # convolution layers
 
 
-class Convolution(Layer):
+class Convolution(_Spatial, Layer):
     """Base class of the convolution layers (use :class:`Conv1` or :class:`Conv2`).
 
     Parameters
@@ -631,12 +384,7 @@ class Convolution(Layer):
             raise util.ConfigurationError(
                 f"layer {name!r}: Convolution is a base class; use 'conv1' or 'conv2'"
             )
-        if impl not in IMPLS:
-            raise util.ConfigurationError(
-                f"layer {name!r}: impl must be one of {IMPLS}, got {impl!r}"
-                f"{util.closest_match(str(impl), IMPLS)}"
-            )
-        self.impl = impl
+        self.impl = _check_choice(impl, IMPLS, "impl", name)
         if "shape" in kwargs:
             raise util.ConfigurationError(
                 f"layer {name!r}: a {type(self).__name__} layer takes no shape; its output shape "
@@ -653,12 +401,7 @@ class Convolution(Layer):
             )
         self.filter_size = self._filter_tuple(filter_size, name)
         self.stride = _positive_tuple(stride, self.SPATIAL_NDIM, "stride", name, default=1)
-        if border_mode not in BORDER_MODES:
-            raise util.ConfigurationError(
-                f"layer {name!r}: border_mode must be one of {BORDER_MODES}, got {border_mode!r}"
-                f"{util.closest_match(str(border_mode), BORDER_MODES)}"
-            )
-        self.border_mode = border_mode
+        self.border_mode = _check_choice(border_mode, BORDER_MODES, "border_mode", name)
         super().__init__(size=size, inputs=inputs, name=name, activation=activation, **kwargs)
 
     def _filter_tuple(self, filter_size, name):
@@ -669,24 +412,9 @@ class Convolution(Layer):
         """Shape of ``w`` after the ``(filters, channels)`` axes."""
         return self.filter_size
 
-    def _check_input_shape(self):
-        shape = self.input_shape
-        want = self.SPATIAL_NDIM + 1
-        if len(shape) != want:
-            layout = "(time, channels)" if self.SPATIAL_NDIM == 1 else ("(width, height, channels)")
-            raise util.ConfigurationError(
-                f"layer {self.name!r}: {type(self).__name__} needs examples of shape {layout}, but "
-                f"input {self.input_name!r} has shape {shape}"
-            )
-        if shape[-1] is None:
-            raise util.ConfigurationError(
-                f"layer {self.name!r}: the channel axis of input {self.input_name!r} (shape "
-                f"{shape}) must have a known size"
-            )
-        return shape
-
     def _resolve_output_shape(self):
-        shape = self._check_input_shape()
+        shape = self._check_layout()
+        self._check_channels(shape)
         out = []
         for axis, (n, k, s) in enumerate(zip(shape[:-1], self.filter_size, self.stride)):
             if n is not None and self.border_mode == "valid" and k > n:
@@ -767,20 +495,13 @@ class Convolution(Layer):
             spec["impl"] = self.impl
         return spec
 
-    def _spec_value(self, value):
-        return list(value)
-
     def log(self):
         """Log a one-line description of this layer."""
-        util.log(
-            "layer {}: {}{} -> {}, {} filters {} stride {} border {}, {}, {} parameters",
-            self.name,
-            self.input_name,
-            tuple(self.input_shape),
-            self.output_shape,
+        self._log_line(
+            "{} filters {} stride {} border {}, {}, {} parameters",
             self.size,
-            "x".join(map(str, self.filter_size)),
-            "x".join(map(str, self.stride)),
+            _sizes(self.filter_size),
+            _sizes(self.stride),
             self.border_mode,
             getattr(self.activate, "name", self.activation),
             self.num_params(),
@@ -891,7 +612,7 @@ class Conv2(Convolution):
 # pooling layers
 
 
-class Pooling(Layer):
+class Pooling(_Spatial, Layer):
     """Base class of the pooling layers (use :class:`Pool1` or :class:`Pool2`).
 
     Parameters
@@ -951,14 +672,7 @@ class Pooling(Layer):
         super().__init__(size=size, inputs=inputs, name=name, activation=activation, **kwargs)
 
     def _resolve_output_shape(self):
-        shape = self.input_shape
-        want = self.SPATIAL_NDIM + 1
-        if len(shape) != want:
-            layout = "(time, channels)" if self.SPATIAL_NDIM == 1 else ("(width, height, channels)")
-            raise util.ConfigurationError(
-                f"layer {self.name!r}: {type(self).__name__} needs examples of shape {layout}, but "
-                f"input {self.input_name!r} has shape {shape}"
-            )
+        shape = self._check_layout()
         if self.size is not None and shape[-1] is not None and self.size != shape[-1]:
             raise util.ConfigurationError(
                 f"layer {self.name!r}: pooling keeps the {shape[-1]} channels of input "
@@ -973,11 +687,7 @@ class Pooling(Layer):
                     "values)"
                 )
             out.append(pool_output_length(n, p, s))
-        if shape[-1] is None:
-            raise util.ConfigurationError(
-                f"layer {self.name!r}: the channel axis of input {self.input_name!r} (shape "
-                f"{shape}) must have a known size"
-            )
+        self._check_channels(shape)
         return (*out, shape[-1])
 
     def transform(self, inputs):
@@ -993,20 +703,10 @@ class Pooling(Layer):
             mode=self.mode,
         )
 
-    def _spec_value(self, value):
-        return list(value)
-
     def log(self):
         """Log a one-line description of this layer."""
-        util.log(
-            "layer {}: {}{} -> {}, {} pooling {} stride {}",
-            self.name,
-            self.input_name,
-            tuple(self.input_shape),
-            self.output_shape,
-            self.mode,
-            "x".join(map(str, self.pool_size)),
-            "x".join(map(str, self.stride)),
+        self._log_line(
+            "{} pooling {} stride {}", self.mode, _sizes(self.pool_size), _sizes(self.stride)
         )
 
 
@@ -1051,11 +751,12 @@ class Pool2(Pooling):
     Parameters
     ----------
     pool_size : int or (int, int)
-        Window width and height.
+        Window width and height (an int means a square window).
     stride : int or (int, int), optional
-        Step between windows (default ``pool_size``).
+        Horizontal and vertical step between windows; by default
+        ``pool_size``, so that the windows tile the image.
     mode : {'max', 'sum', 'average'}, optional
-        Default ``'max'``.
+        The reduction over each window, ``'max'`` unless given.
 
     Examples
     --------

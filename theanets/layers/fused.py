@@ -55,6 +55,7 @@ from ._compiled import (
     step_threads,
     tanh,
 )
+from ._dispatch import numba_dispatch
 
 __all__ = ["supports", "rnn", "lstm", "gru"]
 
@@ -851,14 +852,10 @@ def _register_numba():
     static arguments; the cache key is the op's props, so PyTensor's Numba
     cache can keep whole training graphs.
     """
-    try:
-        from pytensor.link.numba.dispatch.basic import (
-            numba_njit,
-            register_funcify_default_op_cache_key,
-        )
-    except ImportError:  # pragma: no cover - an older PyTensor
+    numba = numba_dispatch()
+    if numba is None:  # pragma: no cover - an older PyTensor
         return
-
+    numba_njit, register_funcify_default_op_cache_key = numba
     c = np.ascontiguousarray
 
     @register_funcify_default_op_cache_key(RNNForward)

@@ -12,7 +12,7 @@ What this module adds to PyTensor's own JAX backend:
 
 * JAX implementations, registered with
   :func:`pytensor.link.jax.dispatch.jax_funcify`, of the operations theanets
-  defines: :class:`theanets.layers.convolution.MatMul` (a matrix product with
+  defines: :class:`theanets.layers._matmul.MatMul` (a matrix product with
   transpose flags; the patch and pooling operations of
   :mod:`theanets.layers._conv_ops` are replaced by PyTensor expressions
   under JAX, by a rewrite of that module) and the fused recurrent loops of
@@ -102,9 +102,10 @@ def register():
     # backend is first imported (which may have happened under another floatX).
     jax.config.update("jax_enable_x64", pytensor.config.floatX == "float64")
 
-    from . import convolution, fused
+    from . import fused
+    from ._matmul import MatMul
 
-    jax_funcify.register(convolution.MatMul)(_matmul)
+    jax_funcify.register(MatMul)(_matmul)
     jax_funcify.register(fused.RNNForward)(_rnn_forward)
     jax_funcify.register(fused.RNNBackward)(_rnn_backward)
     jax_funcify.register(fused.LSTMForward)(_lstm_forward)

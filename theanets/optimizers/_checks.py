@@ -75,9 +75,9 @@ def check_count(name, value, minimum, allow_none=False):
     Parameters
     ----------
     name : str
-        The option's name, used in the error message.
+        The option the count is given for (named when it is refused).
     value : object
-        The value to check.
+        The count given.
     minimum : int
         The smallest value allowed.
     allow_none : bool, optional

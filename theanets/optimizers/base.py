@@ -1,26 +1,27 @@
-r"""The optimizer base class: gradients, clipping, momentum and the training loop.
+r"""The optimizer base class: training options, gradients, clipping, momentum, update graphs.
 
 An :class:`Optimizer` minimises a scalar PyTensor expression with respect to a
 list of shared variables. A subclass says only how *one* parameter moves given
 its gradient (:meth:`Optimizer._get_updates_for`); everything else lives here
 once:
 
+* the keyword arguments of :meth:`Optimizer.iterate`, checked and completed
+  with their defaults;
 * gradients of the loss, with optional per-parameter norm rescaling or
   elementwise clipping;
 * classical or Nesterov momentum wrapped around the subclass's step;
 * one compiled training function and one compiled evaluation function per
   optimizer (hyperparameters are shared scalars, so new values need no
-  recompilation);
-* the epoch loop of :meth:`Optimizer.iterate`: validation, early stopping,
-  keeping and restoring the best parameters, ``max_updates``, Ctrl-C and
-  non-finite losses.
+  recompilation).
+
+The epoch loop of :meth:`Optimizer.iterate` -- validation, early stopping,
+keeping and restoring the best parameters, ``max_updates``, Ctrl-C and
+non-finite losses -- is :class:`~theanets.optimizers.loop.TrainingLoop`,
+which :class:`Optimizer` derives from.
 
 The algorithms and their defaults follow the ``downhill`` package that
 theanets used with Theano.
 """
-
-import logging
-import warnings
 
 import numpy as np
 import pytensor
@@ -32,7 +33,7 @@ from .. import backend as _backend
 from .. import util
 from ._checks import check_count as _check_count
 from ._checks import check_number as _check_number
-from .dataset import Dataset
+from .loop import TrainingLoop
 
 __all__ = ["Optimizer", "build"]
 
@@ -95,7 +96,7 @@ def build(algo, loss, params, inputs, updates=(), monitors=(), monitor_gradients
     )
 
 
-class Optimizer(util.Registrar):
+class Optimizer(TrainingLoop, util.Registrar):
     r"""Minimise a scalar loss over shared parameters with a gradient method.
 
     Parameters
@@ -242,8 +243,6 @@ class Optimizer(util.Registrar):
         self._step_fns = {}
         self._states = {}
         self._eval_fns = {}
-        self.best_loss = None
-        self.best_params = None
         self._config = None
 
     # ------------------------------------------------------------ validation
@@ -617,309 +616,42 @@ class Optimizer(util.Registrar):
             self._eval_fns[mode_key] = fn
         return fn
 
-    # ---------------------------------------------------------------- running
-
-    def _batches(self, dataset):
-        """Yield argument lists for the compiled functions from ``dataset``."""
-        n = len(self._inputs)
-        if dataset is None:
-            if n:
-                raise ValueError(
-                    f"the loss needs {n} input(s) ({self._input_names()}) but no data was given"
-                )
-            yield []
-            return
-        dtypes = [getattr(v, "dtype", None) for v in self._inputs]
-        for batch in dataset:
-            if len(batch) != n:
-                raise ValueError(
-                    f"a batch of {getattr(dataset, 'name', 'data')!r} has {len(batch)} array(s) "
-                    f"but the loss needs {n} input(s) ({self._input_names()})"
-                )
-            # Match each array to its input's dtype here (e.g. int64 labels for
-            # an int32 input, float64 data for a float32 model) so that PyTensor
-            # does not refuse a narrowing conversion.
-            for i, (x, dtype) in enumerate(zip(batch, dtypes, strict=True)):
-                if isinstance(x, np.ndarray) and dtype is not None and x.dtype != dtype:
-                    batch = list(batch)
-                    batch[i] = x.astype(dtype)
-            yield batch
-
-    @staticmethod
-    def _progress(batches, dataset, config, epoch):
-        """Wrap an epoch's batches in a ``tqdm`` progress bar when asked and installed."""
-        if not config.get("progress"):
-            return batches
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            util.log("progress=True needs the optional tqdm package; no progress bar shown")
-            return batches
-        total = len(dataset) if hasattr(dataset, "__len__") else None
-        return tqdm(batches, total=total, desc=f"epoch {epoch + 1}", leave=False, unit="batch")
-
-    def _input_names(self):
-        return ", ".join(str(v.name or f"input{i}") for i, v in enumerate(self._inputs))
-
-    def _summarise(self, values):
-        means = np.mean(np.asarray(values, dtype=np.float64), axis=0)
-        return {name: float(v) for name, v in zip(self._monitor_names, means, strict=True)}
-
-    def evaluate(self, dataset):
-        """Compute the monitors, averaged over the batches of ``dataset``.
-
-        Parameters
-        ----------
-        dataset : Dataset, sequence of arrays, or None
-            The data; anything that is not a :class:`Dataset` is wrapped in one
-            (batch size 32). None is allowed when the loss has no inputs.
+    def _epoch_context(self):
+        """Keep parameters on the JAX backend's device for an epoch (see the GPU guide).
 
         Returns
         -------
-        dict
-            ``{'loss': float, <monitor name>: float, ...}``; each value is the
-            unweighted mean over batches.
+        context manager
+            :func:`theanets.backend.parameters_on_device` for this
+            optimizer's mode.
         """
-        if dataset is not None and not isinstance(dataset, Dataset):
-            dataset = Dataset(dataset, name="evaluate")
-        fn = self._evaluation_function()
-        values = [fn(*batch) for batch in self._batches(dataset)]
-        return self._summarise(values)
-
-    def set_params(self, targets=None):
-        """Set the parameter values.
-
-        Parameters
-        ----------
-        targets : sequence of ndarray, optional
-            One array per parameter. Defaults to the best parameters seen during
-            the last :meth:`iterate` (no effect before one has run).
-        """
-        if targets is None:
-            targets = self.best_params
-        if targets is None:
-            return
-        if len(targets) != len(self._params):
-            raise ValueError(f"expected {len(self._params)} arrays, got {len(targets)}")
-        for param, value in zip(self._params, targets, strict=True):
-            param.set_value(np.array(value, dtype=param.dtype, copy=True))
-
-    def _snapshot(self):
-        return [np.array(p.get_value(borrow=True)) for p in self._params]
-
-    def _as_dataset(self, data, name, config, size_key):
-        if data is None or isinstance(data, Dataset):
-            return data
-        return Dataset(
-            data,
-            name=name,
-            batch_size=config["batch_size"],
-            iteration_size=config[size_key],
-            rng=config["rng"],
-        )
-
-    def _log(self, label, index, monitors, marker=""):
-        if util.log_enabled(logging.INFO):
-            fields = " ".join(f"{k}={v:.6f}" for k, v in monitors.items())
-            util.log("{} {} {}{}", label, index, fields, marker)
-
-    def _stop_nonfinite(self, where, monitors):
-        message = (
-            f"{type(self).__name__}: the {where} loss became {monitors['loss']}; "
-            "stopping and restoring the best parameters seen"
-        )
-        util.log(message, level=logging.WARNING)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return _backend.parameters_on_device(self.mode)
 
     def _prepare_run(self, config):
         """Hook for subclasses to act on the configuration of a new run."""
 
-    def iterate(self, train=None, valid=None, max_updates=None, **kwargs):
-        r"""Optimise the loss, yielding monitor values after every epoch.
+    def _start_run(self, config):
+        """Prepare a run of :meth:`iterate` with the checked ``config``.
+
+        Sets the hyperparameters, builds (or reuses) the training function
+        for the graph structure the options ask for and resets the
+        algorithm's state.
 
         Parameters
         ----------
-        train : Dataset, sequence of arrays, callable, or None
-            Training data; anything that is not a :class:`Dataset` is wrapped in
-            one using ``batch_size``, ``train_batches`` and ``rng``. None is
-            allowed when the loss has no inputs (one update per epoch).
-        valid : Dataset, sequence of arrays, callable, or None
-            Validation data (wrapped using ``batch_size``, ``valid_batches`` and
-            ``rng``). Defaults to the training dataset itself.
-        max_updates : int, optional
-            Stop after this many parameter updates (batches) in total.
-        **kwargs
-            Options (see :meth:`known_kwargs`); shared by all algorithms:
-
-            - ``learning_rate`` (1e-4), ``momentum`` (0), ``nesterov`` (False);
-            - ``max_gradient_norm`` (0: off), ``max_gradient_elem`` (0: off;
-              aliases ``max_gradient_clip``, ``gradient_clip``);
-            - ``patience`` (5), ``validate_every`` (10), ``min_improvement`` (0);
-            - ``batch_size`` (32), ``train_batches``, ``valid_batches`` (None:
-              all batches), ``rng`` (None; seeds shuffling and, for ESGD, the
-              random probe vectors);
-            - ``progress`` (False): show a progress bar over each epoch's
-              batches, if the optional ``tqdm`` package is installed.
+        config : dict
+            The options, as :meth:`_configure` returns them.
 
         Returns
         -------
-        generator of (dict, dict)
-            After every epoch, a pair ``(train_monitors, valid_monitors)``.
-            ``train_monitors`` is ``{'loss': float, <monitor>: float, ...}``:
-            the means, over the epoch's batches, of the values computed
-            *before* each batch's update; ``valid_monitors`` holds the monitors
-            of the most recent validation.
-
-        Raises
-        ------
-        ConfigurationError
-            At call time, for an unknown keyword argument (with the closest
-            known name suggested) or an invalid value.
-
-        Warns
-        -----
-        RuntimeWarning
-            If the training or validation loss is not finite; iteration stops
-            and the best parameters are restored.
-
-        Notes
-        -----
-        An epoch is one pass of ``train`` (``iteration_size`` batches). As in
-        ``downhill``, validation happens *before* training at epoch 0 (so the
-        initial parameters are the first candidate for "best") and then before
-        epochs ``validate_every``, ``2 * validate_every``, …; the pair yielded
-        after an epoch carries the latest validation, which may be older than
-        the epoch.
-
-        A validation *improves* when
-
-        .. math::
-            \frac{\mathcal{L}_{best} - \mathcal{L}_{valid}}{|\mathcal{L}_{best}|}
-            > \text{min\_improvement};
-
-        the parameters are then copied as the new best. Iteration stops once
-        ``patience`` validations in a row have failed to improve and one more
-        fails (so ``patience=0`` stops at the first failure). It also stops
-        after ``max_updates`` updates — in which case the last epoch may be
-        partial and a final validation is run, yielded and considered for
-        "best" — on :class:`KeyboardInterrupt` raised while computing, and on a
-        non-finite loss. In every one of these cases the best parameters are
-        restored before the generator returns. If the caller abandons the
-        generator early, the parameters are left as they are.
-
-        Two deliberate differences from ``downhill`` 0.4: ``max_updates``
-        counts parameter updates (batches), as its documentation promised,
-        where its code counted epochs; and the final validation after
-        ``max_updates`` means a short run no longer restores the parameters of
-        an out-of-date validation (with ``downhill``, ``max_updates`` smaller
-        than ``validate_every`` gave back the initial parameters). A non-finite
-        loss ends iteration with a warning instead of continuing.
-
-        The optimizer's state (velocities, gradient averages, step sizes) is
-        reset to its initial value at the start of every call.
+        callable
+            The compiled training function: one update per call, with the
+            batch arrays as arguments, returning the monitors (loss first).
         """
-        if max_updates is not None:
-            kwargs["max_updates"] = max_updates
-        config = self._configure(kwargs)
-        train = self._as_dataset(train, "train", config, "train_batches")
-        if valid is None:
-            valid = train
-        else:
-            valid = self._as_dataset(valid, "valid", config, "valid_batches")
-        return self._iterate(config, train, valid)
-
-    def _iterate(self, config, train, valid):
-        """The generator behind :meth:`iterate`, with checked arguments."""
         self._config = config
         self._set_scalars(config)
         self._prepare_run(config)
         key = self._structure(config)
         step = self._step_function(key)
         self._reset_states(key, config)
-
-        label = type(self).__name__
-        limit = config["max_updates"]
-        patience = config["patience"]
-        every = config["validate_every"]
-        min_improvement = config["min_improvement"]
-
-        self.best_loss = None
-        self.best_params = self._snapshot()
-        validations = best_validation = 0
-        epoch = updates = 0
-        validation = None
-
-        def record(monitors):
-            nonlocal validations, best_validation
-            loss = monitors["loss"]
-            best = self.best_loss
-            improved = best is None or (best - loss) > abs(best) * min_improvement
-            if improved:
-                self.best_loss = loss
-                self.best_params = self._snapshot()
-                best_validation = validations
-            self._log("validation", validations, monitors, " *" if improved else "")
-            validations += 1
-            return validations - 1 - best_validation > patience
-
-        while True:
-            try:
-                # the JAX backend keeps parameters on its device for the epoch
-                with _backend.parameters_on_device(self.mode):
-                    if epoch % every == 0:
-                        validation = self.evaluate(valid)
-                        if not np.isfinite(validation["loss"]):
-                            self._stop_nonfinite("validation", validation)
-                            break
-                        if record(validation):
-                            util.log("patience elapsed after {} validations", validations)
-                            break
-                    values = []
-                    for batch in self._progress(self._batches(train), train, config, epoch):
-                        out = step(*batch)
-                        values.append(out)
-                        updates += 1
-                        if not np.isfinite(out[0]):
-                            break
-                        if limit is not None and updates >= limit:
-                            break
-                    if not values:
-                        raise ValueError("the training data produced no batches")
-                    training = self._summarise(values)
-                    if not np.isfinite(values[-1][0]) or not np.isfinite(training["loss"]):
-                        self._stop_nonfinite("training", training)
-                        break
-                    epoch += 1
-                    self._log(label, epoch, training)
-                    done = limit is not None and updates >= limit
-                    if done:
-                        validation = self.evaluate(valid)
-                        if np.isfinite(validation["loss"]):
-                            record(validation)
-                        util.log("reached max_updates={}", limit)
-            except KeyboardInterrupt:
-                util.log("interrupted; restoring the best parameters", level=logging.WARNING)
-                break
-            yield training, validation
-            if done:
-                break
-        self.set_params(self.best_params)
-
-    def minimize(self, *args, **kwargs):
-        """Run :meth:`iterate` to the end and return its last pair of monitors.
-
-        Parameters
-        ----------
-        *args, **kwargs
-            Passed to :meth:`iterate`.
-
-        Returns
-        -------
-        (dict, dict) or None
-            The last ``(train_monitors, valid_monitors)`` yielded, or None if
-            iteration stopped before the first epoch finished.
-        """
-        last = None
-        for pair in self.iterate(*args, **kwargs):
-            last = pair
-        return last
+        return step

@@ -168,6 +168,7 @@ def is_known(name):
     Returns
     -------
     bool
+        Whether every ``+``-separated part names a registered activation.
     """
     for part in name.split("+"):
         key = part.strip().lower()
@@ -323,6 +324,13 @@ class _Wrapped(Activation, register=False):
 class Linear(Activation):
     r"""The identity function.
 
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
+
     Notes
     -----
     .. math::
@@ -335,6 +343,13 @@ class Linear(Activation):
 
 class Sigmoid(Activation):
     r"""The logistic sigmoid (also registered as ``'logistic'``).
+
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
 
     Notes
     -----
@@ -351,6 +366,13 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     r"""The hyperbolic tangent.
 
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
+
     Notes
     -----
     .. math::
@@ -363,6 +385,13 @@ class Tanh(Activation):
 
 class Softmax(Activation):
     r"""The softmax over the last axis, usually for classifier outputs.
+
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
 
     Notes
     -----
@@ -382,6 +411,13 @@ class Softmax(Activation):
 class Softplus(Activation):
     r"""The softplus function, a smooth approximation of the rectifier.
 
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
+
     Notes
     -----
     .. math::
@@ -394,6 +430,13 @@ class Softplus(Activation):
 
 class Relu(Activation):
     r"""The rectified linear function (also registered as ``'rect:max'``).
+
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
 
     Notes
     -----
@@ -412,6 +455,13 @@ class Relu(Activation):
 class RectMin(Activation):
     r"""The identity capped from above at 1 (registered as ``'rect:min'``).
 
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
+
     Notes
     -----
     .. math::
@@ -428,6 +478,13 @@ class Trel(Activation):
     r"""The truncated rectifier: the identity clipped to [0, 1].
 
     Also registered as ``'rect:minmax'``.
+
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
 
     Notes
     -----
@@ -449,6 +506,13 @@ class Trel(Activation):
 class NormMean(Activation):
     r"""Subtractive normalisation over the last axis (``'norm:mean'``).
 
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
+
     Notes
     -----
     For each vector :math:`x` of :math:`n` values along the last axis:
@@ -465,6 +529,13 @@ class NormMean(Activation):
 
 class NormMax(Activation):
     r"""Divisive normalisation by the largest magnitude (``'norm:max'``).
+
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
 
     Notes
     -----
@@ -484,6 +555,13 @@ class NormMax(Activation):
 class NormStd(Activation):
     r"""Divisive normalisation by the standard deviation (``'norm:std'``).
 
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
+
     Notes
     -----
     For each vector :math:`x` along the last axis, with :math:`\sigma(x)` its
@@ -501,6 +579,13 @@ class NormStd(Activation):
 
 class NormZ(Activation):
     r"""Z-score normalisation over the last axis (``'norm:z'``).
+
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`.
+    **kwargs
+        Not used: any keyword argument is an error.
 
     Notes
     -----
@@ -527,6 +612,14 @@ class Prelu(Activation):
     r"""Parametric rectifier with a learnable leak per unit.
 
     Also registered as ``'leaky-relu'``.
+
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`. A layer is required: it names the
+        ``leak`` parameter and gives its length (``output_size``).
+    **kwargs
+        Not used: any keyword argument is an error.
 
     Notes
     -----
@@ -566,6 +659,14 @@ class LGrelu(Activation):
 
     Also registered as ``'leaky-gain-relu'``.
 
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`; the layer, which must be given, sets
+        the length of ``gain`` and ``leak`` and draws them.
+    **kwargs
+        Not used: any keyword argument is an error.
+
     Notes
     -----
     Each unit :math:`i` has a gain :math:`g_i` (``<layer>.gain``) and a leak
@@ -592,6 +693,14 @@ class LGrelu(Activation):
 
 class Elu(Activation):
     r"""Exponential linear unit with a learnable gain per unit.
+
+    Parameters
+    ----------
+    name, layer
+        As for :class:`Activation`, with a layer whose ``output_size`` units
+        each get a gain.
+    **kwargs
+        Not used: any keyword argument is an error.
 
     Notes
     -----
@@ -630,8 +739,13 @@ class Maxout(Activation):
 
     Parameters
     ----------
-    pieces : int
-        The number of linear pieces :math:`K`; in a name, ``'maxout:K'``.
+    name, layer
+        As for :class:`Activation`; there must be a layer, and each of its
+        ``output_size`` units gets :math:`K` slopes and intercepts.
+    **kwargs
+        Must hold ``pieces``, the number :math:`K` of linear pieces (a
+        positive int); :func:`build` takes it from a name ``'maxout:K'``.
+        Any other keyword argument is an error.
 
     Notes
     -----

@@ -326,10 +326,8 @@ class Linear(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`; it has no options, and ``layer`` is unused.
 
     Notes
     -----
@@ -346,10 +344,9 @@ class Sigmoid(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`, the name being ``'sigmoid'`` or
+        ``'logistic'``; no options.
 
     Notes
     -----
@@ -368,10 +365,9 @@ class Tanh(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`. The hyperbolic tangent takes no keyword
+        arguments.
 
     Notes
     -----
@@ -388,10 +384,9 @@ class Softmax(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`; the softmax always normalises over the last
+        axis, so there is no option.
 
     Notes
     -----
@@ -413,10 +408,8 @@ class Softplus(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation` (without keyword arguments).
 
     Notes
     -----
@@ -433,10 +426,9 @@ class Relu(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`, with ``'relu'`` or ``'rect:max'`` as the
+        name and no options.
 
     Notes
     -----
@@ -457,10 +449,8 @@ class RectMin(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`: built from ``'rect:min'``, without options.
 
     Notes
     -----
@@ -481,10 +471,9 @@ class Trel(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`. Names: ``'trel'``, ``'rect:minmax'``;
+        options: none.
 
     Notes
     -----
@@ -508,10 +497,8 @@ class NormMean(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`. Any keyword argument is an error.
 
     Notes
     -----
@@ -532,10 +519,9 @@ class NormMax(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`; :math:`\epsilon` is fixed, so no keyword
+        argument is accepted.
 
     Notes
     -----
@@ -557,10 +543,8 @@ class NormStd(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation` -- a keyword argument is an error here.
 
     Notes
     -----
@@ -582,10 +566,9 @@ class NormZ(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`.
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`, keyword arguments excepted: there are
+        none.
 
     Notes
     -----
@@ -615,11 +598,9 @@ class Prelu(Activation):
 
     Parameters
     ----------
-    name, layer
-        As for :class:`Activation`. A layer is required: it names the
-        ``leak`` parameter and gives its length (``output_size``).
-    **kwargs
-        Not used: any keyword argument is an error.
+    name, layer, **kwargs
+        As for :class:`Activation`, without options. A layer is required: it
+        names the ``leak`` parameter and gives its length (``output_size``).
 
     Notes
     -----
@@ -661,11 +642,10 @@ class LGrelu(Activation):
 
     Parameters
     ----------
-    name, layer
+    name, layer, **kwargs
         As for :class:`Activation`; the layer, which must be given, sets
-        the length of ``gain`` and ``leak`` and draws them.
-    **kwargs
-        Not used: any keyword argument is an error.
+        the length of ``gain`` and ``leak`` and draws them. There are no
+        keyword options.
 
     Notes
     -----
@@ -696,11 +676,9 @@ class Elu(Activation):
 
     Parameters
     ----------
-    name, layer
+    name, layer, **kwargs
         As for :class:`Activation`, with a layer whose ``output_size`` units
-        each get a gain.
-    **kwargs
-        Not used: any keyword argument is an error.
+        each get a gain; any keyword argument is an error.
 
     Notes
     -----

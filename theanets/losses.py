@@ -312,8 +312,8 @@ class Loss(util.Registrar):
 
         Returns
         -------
-        tuple
-            Sorted ``(key, repr(value))`` pairs of :meth:`to_spec`.
+        tuple of (str, str)
+            The ``(key, repr(value))`` pairs of :meth:`to_spec`, sorted.
         """
         return tuple(sorted((k, repr(v)) for k, v in self.to_spec().items()))
 
@@ -337,7 +337,7 @@ class MeanSquaredError(Loss):
     Parameters
     ----------
     target, weight, weighted, output_name
-        As for :class:`Loss`.
+        As for :class:`Loss`; the target has the output's shape.
 
     Notes
     -----
@@ -364,7 +364,8 @@ class MeanAbsoluteError(Loss):
     Parameters
     ----------
     target, weight, weighted, output_name
-        As for :class:`Loss`.
+        The arguments of :class:`Loss`, with a target shaped like the
+        output.
 
     Notes
     -----
@@ -399,7 +400,8 @@ class CrossEntropy(Loss):
     Parameters
     ----------
     target, weight, weighted, output_name
-        As for :class:`Loss`.
+        As for :class:`Loss`: the target holds integer labels, with one axis
+        fewer than the output.
 
     Notes
     -----
@@ -452,7 +454,7 @@ class Hinge(CrossEntropy):
     Parameters
     ----------
     target, weight, weighted, output_name
-        As for :class:`Loss`.
+        As for :class:`CrossEntropy` (integer labels).
     margin : float, optional
         The margin :math:`\Delta` by which the true class's output should
         exceed every other. The default 0 is the loss of theanets 0.7
@@ -509,7 +511,7 @@ class KullbackLeiblerDivergence(Loss):
     Parameters
     ----------
     target, weight, weighted, output_name
-        As for :class:`Loss`.
+        As for :class:`Loss`; target and output are both distributions.
 
     Notes
     -----
@@ -553,7 +555,8 @@ class GaussianLogLikelihood(Loss):
     Parameters
     ----------
     target, weight, weighted, output_name
-        As for :class:`Loss`.
+        As for :class:`Loss`; ``output_name`` is not read, the two outputs
+        below are.
     mean_name : str, optional
         Graph output holding the means; ``':out'`` is appended to a bare
         layer name. Default ``'mean'``.
@@ -634,7 +637,8 @@ class MaximumMeanDiscrepancy(Loss):
     Parameters
     ----------
     target, weight, weighted, output_name
-        As for :class:`Loss`.
+        As for :class:`Loss`, the batches of output and target being
+        compared as wholes.
     kernel : float or callable, optional
         A positive number :math:`\kappa` selects the Gaussian kernel
         :math:`k(a, b) = \exp(-\|a - b\|^2 / \kappa)` (default 1). A callable

@@ -543,7 +543,8 @@ class Layer(util.Registrar):
         Returns
         -------
         int
-            The total size of :attr:`params`, activation parameters included.
+            How many numbers :attr:`params` hold, counting those of a learnable
+            activation too.
         """
         return int(sum(np.prod(p.get_value(borrow=True).shape) for p in self.params))
 

@@ -451,6 +451,8 @@ class RNN(Recurrent):
     def transform(self, inputs):
         """Compute ``pre`` and ``out`` for every time step.
 
+        The fused loop runs where it applies, else a :func:`pytensor.scan`.
+
         Parameters
         ----------
         inputs : dict
@@ -547,6 +549,9 @@ class BCRNN(RNN):
     def transform(self, inputs):
         """Compute ``pre`` and ``out`` for every time step.
 
+        A :func:`pytensor.scan` loop; the mask and the rates are constants of
+        the graph.
+
         Parameters
         ----------
         inputs : dict
@@ -556,8 +561,8 @@ class BCRNN(RNN):
         Returns
         -------
         dict
-            ``pre`` (:math:`z_t`) and ``out`` (:math:`h_t`), each of shape
-            ``(batch, time, size)``.
+            ``pre`` and ``out``, as for :class:`RNN`; the pre-activations move
+            at the rate of their block.
         """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
@@ -650,6 +655,9 @@ class RRNN(Recurrent):
     def transform(self, inputs):
         """Compute ``pre``, ``hid``, ``rate`` and ``out``.
 
+        With ``rate='matrix'`` the rates of all steps are computed before the
+        loop.
+
         Parameters
         ----------
         inputs : dict
@@ -659,8 +667,8 @@ class RRNN(Recurrent):
         Returns
         -------
         dict
-            ``pre``, ``hid`` and ``out``, of shape ``(batch, time, size)``, and
-            ``rate``: per time step for ``rate='matrix'``, else one vector.
+            ``pre``, ``hid`` and ``out`` of shape ``(batch, time, size)``;
+            ``rate`` has a time axis only for ``rate='matrix'``.
         """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
@@ -760,6 +768,8 @@ class MRNN(Recurrent):
     def transform(self, inputs):
         """Compute ``pre``, ``factors`` and ``out``.
 
+        The factors of all time steps are projected before the loop.
+
         Parameters
         ----------
         inputs : dict
@@ -769,8 +779,8 @@ class MRNN(Recurrent):
         Returns
         -------
         dict
-            ``pre`` and ``out``, of shape ``(batch, time, size)``, and
-            ``factors``, of shape ``(batch, time, factors)``.
+            Besides ``pre`` and ``out``, the input-dependent ``factors``
+            :math:`f_t`, with ``factors`` values per step.
         """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
@@ -845,6 +855,9 @@ class LSTM(Recurrent):
     def transform(self, inputs):
         """Compute ``out`` and ``cell``.
 
+        The fused loop adds the bias itself; the scan version adds it to the
+        projection of the input.
+
         Parameters
         ----------
         inputs : dict
@@ -854,8 +867,8 @@ class LSTM(Recurrent):
         Returns
         -------
         dict
-            ``out`` (:math:`h_t`) and ``cell`` (:math:`c_t`), each of shape
-            ``(batch, time, size)``.
+            The hidden states ``out`` and the cell states ``cell``, both
+            sequences of ``size`` values.
         """
         x_tm = _time_major(self._only_input(inputs))
         batch = x_tm.shape[1]
@@ -938,6 +951,9 @@ class GRU(Recurrent):
     def transform(self, inputs):
         """Compute ``pre``, ``hid``, ``rate`` and ``out``.
 
+        In the scan version the reset and update gates share one product
+        with the previous state at each step.
+
         Parameters
         ----------
         inputs : dict
@@ -947,8 +963,8 @@ class GRU(Recurrent):
         Returns
         -------
         dict
-            ``pre``, ``hid``, ``rate`` (the update gate :math:`z_t`) and ``out``,
-            each of shape ``(batch, time, size)``.
+            ``pre``, ``hid``, ``out`` and ``rate`` (the update gate
+            :math:`z_t`, not the reset gate), all with batch and time axes.
         """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
@@ -1058,6 +1074,8 @@ class Clockwork(Recurrent):
     def transform(self, inputs):
         """Compute ``pre`` and ``out``.
 
+        A step counter decides which groups update at each step.
+
         Parameters
         ----------
         inputs : dict
@@ -1067,8 +1085,8 @@ class Clockwork(Recurrent):
         Returns
         -------
         dict
-            ``pre`` (:math:`z_t`) and ``out`` (:math:`h_t`), each of shape
-            ``(batch, time, size)``.
+            ``pre`` and ``out``; a group keeps its values between its
+            updates.
         """
         x_tm = _time_major(self._only_input(inputs))
         n_steps = x_tm.shape[0]
@@ -1146,6 +1164,9 @@ class MUT1(Recurrent):
     def transform(self, inputs):
         """Compute ``pre``, ``hid``, ``rate`` and ``out``.
 
+        The update gate depends on the input alone, so it is computed for
+        every step before the loop.
+
         Parameters
         ----------
         inputs : dict
@@ -1155,8 +1176,8 @@ class MUT1(Recurrent):
         Returns
         -------
         dict
-            ``pre``, ``hid``, ``rate`` (:math:`z_t`) and ``out``, each of shape
-            ``(batch, time, size)``.
+            Four sequences: ``pre``, ``hid``, ``rate`` (:math:`z_t`) and
+            ``out``.
         """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
@@ -1279,6 +1300,9 @@ class SCRN(Recurrent):
 
     def transform(self, inputs):
         """Compute ``hid``, ``state``, ``rate`` and ``out``.
+
+        The outputs are computed after the loop, from the hidden and context
+        states.
 
         Parameters
         ----------
@@ -1427,6 +1451,9 @@ class Bidirectional(Layer):
 
     def bind(self, network, initialize=True):
         """Bind the layer and build and bind its two workers.
+
+        The workers are created here, from this layer's settings, and bound
+        to the same network; the layer's parameters are theirs.
 
         Parameters
         ----------

@@ -65,5 +65,9 @@ EXCLUDE = frozenset(
         r"\.(make_node|perform|infer_shape|connection_pattern|grad|L_op|R_op"
         r"|pullback|pushforward|do_constant_folding|c_code|c_support_code"
         r"|c_code_cache_version)$",
+        # A constant documented by a ``#:`` comment is checked against the
+        # docstring of its value's type; None's type has none, so the build
+        # would report the comment-documented value as undocumented (GL08).
+        r"^theanets\.layers\.convolution\.Convolution\.SPATIAL_NDIM$",
     }
 )

@@ -136,6 +136,21 @@ numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 numpydoc_attributes_as_param_list = True
 
+
+def _docstring_checks():
+    """Return the checks and exclusions that tests/test_docs.py applies as well."""
+    spec = importlib.util.spec_from_file_location(
+        "docstring_checks", os.path.join(HERE, "docstring_checks.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return set(module.CHECKS), set(module.EXCLUDE)
+
+
+# Every docstring autodoc renders is validated; a failure is a warning, so
+# the -W build fails on it. The lists live in docs/docstring_checks.py.
+numpydoc_validation_checks, numpydoc_validation_exclude = _docstring_checks()
+
 # -- HTML -----------------------------------------------------------------
 html_theme = "alabaster"
 html_static_path = ["_static"]

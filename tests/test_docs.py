@@ -243,6 +243,140 @@ def test_sphinx_build_has_no_warnings(tmp_path):
 
 
 # ----------------------------------------------------------------------
+# numpydoc validation of every public name
+
+_NUMPYDOC_MISSING = importlib.util.find_spec("numpydoc") is None
+needs_numpydoc = pytest.mark.skipif(
+    not os.environ.get("CI") and _NUMPYDOC_MISSING,
+    reason="numpydoc is not installed (pip install -e '.[test]'); never skipped in CI",
+)
+
+
+def _docstring_checks():
+    """The check set and exclusions of docs/docstring_checks.py, as conf.py reads them."""
+    spec = importlib.util.spec_from_file_location("docstring_checks", DOCS / "docstring_checks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return set(module.CHECKS), re.compile("|".join(module.EXCLUDE))
+
+
+def _public_objects(module_name):
+    """``(qualified name, object)`` of the public names a module defines.
+
+    Functions and classes whose ``__module__`` is this module (re-exports,
+    from the package or from elsewhere, are left to the module that defines
+    them), and the public methods and properties of each class: those it
+    defines and those it inherits from a private base of the package (a
+    mixin such as ``_WeightPenalty``, whose methods the documentation shows
+    on the public class); what it inherits from a public base is checked
+    there. Decorated functions are checked as the function they wrap; names
+    starting with ``_`` (``__init__`` included: the class documents its
+    parameters) are not public.
+    """
+    module = importlib.import_module(module_name)
+    found = []
+    for name, obj in vars(module).items():
+        if name.startswith("_") or getattr(obj, "__module__", None) != module_name:
+            continue
+        if inspect.isclass(obj):
+            found.append((f"{module_name}.{name}", obj))
+            seen = set()
+            for klass in obj.__mro__:
+                here = klass is obj or (
+                    klass.__name__.startswith("_") and klass.__module__.startswith("theanets.")
+                )
+                for attr, member in vars(klass).items():
+                    if attr in seen:
+                        continue  # overridden further down the hierarchy
+                    seen.add(attr)
+                    if not here or attr.startswith("_"):
+                        continue
+                    if isinstance(member, (staticmethod, classmethod)):
+                        member = member.__func__
+                    if inspect.isfunction(member) or isinstance(member, property):
+                        found.append((f"{module_name}.{name}.{attr}", member))
+        elif callable(obj) and inspect.isfunction(inspect.unwrap(obj)):
+            found.append((f"{module_name}.{name}", inspect.unwrap(obj)))
+    return found
+
+
+def _validation_failures(objects, checks, exclude):
+    """``'name: code message'`` for each enforced numpydoc error of the objects."""
+    from numpydoc.docscrape import get_doc_object
+    from numpydoc.validate import validate
+
+    failures = []
+    for name, obj in objects:
+        if exclude.search(name):
+            continue
+        for code, message in validate(get_doc_object(obj))["errors"]:
+            if code in checks:
+                failures.append(f"{name}: {code} {message}")
+    return failures
+
+
+MODULES_WITH_PUBLIC_NAMES = [name for name in MODULES if _public_objects(name)]
+
+
+def test_public_objects_are_found_where_defined():
+    names = {name for name, _ in _public_objects("theanets.layers.base")}
+    assert {
+        "theanets.layers.base.Layer",
+        "theanets.layers.base.Layer.connect",
+        "theanets.layers.base.Layer.output_name",  # a property
+        "theanets.layers.base.dot_last_axis",
+    } <= names
+    assert not any(n.endswith(("._add_param", ".__init__")) for n in names)
+    # methods of a private mixin are checked on the public classes using it
+    names = {name for name, _ in _public_objects("theanets.regularizers")}
+    assert "theanets.regularizers.WeightL2.loss" in names
+    assert "theanets.regularizers.WeightL2.log" not in names  # Regularizer.log
+    # a package that only re-exports defines nothing of its own
+    assert _public_objects("theanets.layers") == []
+    assert {"theanets.layers.base", "theanets.activations"} <= set(MODULES_WITH_PUBLIC_NAMES)
+
+
+@needs_numpydoc
+def test_validation_flags_missing_sections():
+    def sample(a, b):
+        """Add two numbers."""
+        return a + b
+
+    def lines(n):
+        """Yield numbers.
+
+        Parameters
+        ----------
+        n : int
+            How many.
+        c : int
+            Not a parameter.
+        """
+        yield from range(n)
+
+    checks, exclude = _docstring_checks()
+    failures = _validation_failures([("sample", sample), ("lines", lines)], checks, exclude)
+    codes = {f.split(": ")[0] + " " + f.split(": ")[1].split()[0] for f in failures}
+    assert codes == {"sample PR01", "sample RT01", "lines PR02", "lines YD01"}
+    assert exclude.search("theanets.layers.fused.RNNForward.make_node")
+    assert not exclude.search("theanets.layers.base.Layer.connect")
+
+
+@needs_numpydoc
+@pytest.mark.parametrize("name", MODULES_WITH_PUBLIC_NAMES)
+def test_public_docstrings_pass_numpydoc_validation(name):
+    """The docstrings of a module pass the checks that the Sphinx build applies.
+
+    The check set and the names left out are those of
+    ``docs/docstring_checks.py``, which ``docs/conf.py`` reads; unlike the
+    build, this also covers the private modules' public names.
+    """
+    checks, exclude = _docstring_checks()
+    failures = _validation_failures(_public_objects(name), checks, exclude)
+    assert not failures, f"{len(failures)} numpydoc failures in {name}:\n" + "\n".join(failures)
+
+
+# ----------------------------------------------------------------------
 # regularizer API pages against the seed documents
 
 # What each regularizer's seed document (or, for those without one, the

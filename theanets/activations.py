@@ -168,6 +168,7 @@ def is_known(name):
     Returns
     -------
     bool
+        Whether every ``+``-separated part names a registered activation.
     """
     for part in name.split("+"):
         key = part.strip().lower()
@@ -323,6 +324,11 @@ class _Wrapped(Activation, register=False):
 class Linear(Activation):
     r"""The identity function.
 
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`; it has no options, and ``layer`` is unused.
+
     Notes
     -----
     .. math::
@@ -335,6 +341,12 @@ class Linear(Activation):
 
 class Sigmoid(Activation):
     r"""The logistic sigmoid (also registered as ``'logistic'``).
+
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`, the name being ``'sigmoid'`` or
+        ``'logistic'``; no options.
 
     Notes
     -----
@@ -351,6 +363,12 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     r"""The hyperbolic tangent.
 
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`. The hyperbolic tangent takes no keyword
+        arguments.
+
     Notes
     -----
     .. math::
@@ -363,6 +381,12 @@ class Tanh(Activation):
 
 class Softmax(Activation):
     r"""The softmax over the last axis, usually for classifier outputs.
+
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`; the softmax always normalises over the last
+        axis, so there is no option.
 
     Notes
     -----
@@ -382,6 +406,11 @@ class Softmax(Activation):
 class Softplus(Activation):
     r"""The softplus function, a smooth approximation of the rectifier.
 
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation` (without keyword arguments).
+
     Notes
     -----
     .. math::
@@ -394,6 +423,12 @@ class Softplus(Activation):
 
 class Relu(Activation):
     r"""The rectified linear function (also registered as ``'rect:max'``).
+
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`, with ``'relu'`` or ``'rect:max'`` as the
+        name and no options.
 
     Notes
     -----
@@ -412,6 +447,11 @@ class Relu(Activation):
 class RectMin(Activation):
     r"""The identity capped from above at 1 (registered as ``'rect:min'``).
 
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`: built from ``'rect:min'``, without options.
+
     Notes
     -----
     .. math::
@@ -428,6 +468,12 @@ class Trel(Activation):
     r"""The truncated rectifier: the identity clipped to [0, 1].
 
     Also registered as ``'rect:minmax'``.
+
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`. Names: ``'trel'``, ``'rect:minmax'``;
+        options: none.
 
     Notes
     -----
@@ -449,6 +495,11 @@ class Trel(Activation):
 class NormMean(Activation):
     r"""Subtractive normalisation over the last axis (``'norm:mean'``).
 
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`. Any keyword argument is an error.
+
     Notes
     -----
     For each vector :math:`x` of :math:`n` values along the last axis:
@@ -465,6 +516,12 @@ class NormMean(Activation):
 
 class NormMax(Activation):
     r"""Divisive normalisation by the largest magnitude (``'norm:max'``).
+
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`; :math:`\epsilon` is fixed, so no keyword
+        argument is accepted.
 
     Notes
     -----
@@ -484,6 +541,11 @@ class NormMax(Activation):
 class NormStd(Activation):
     r"""Divisive normalisation by the standard deviation (``'norm:std'``).
 
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation` -- a keyword argument is an error here.
+
     Notes
     -----
     For each vector :math:`x` along the last axis, with :math:`\sigma(x)` its
@@ -501,6 +563,12 @@ class NormStd(Activation):
 
 class NormZ(Activation):
     r"""Z-score normalisation over the last axis (``'norm:z'``).
+
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`, keyword arguments excepted: there are
+        none.
 
     Notes
     -----
@@ -527,6 +595,12 @@ class Prelu(Activation):
     r"""Parametric rectifier with a learnable leak per unit.
 
     Also registered as ``'leaky-relu'``.
+
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`, without options. A layer is required: it
+        names the ``leak`` parameter and gives its length (``output_size``).
 
     Notes
     -----
@@ -566,6 +640,13 @@ class LGrelu(Activation):
 
     Also registered as ``'leaky-gain-relu'``.
 
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`; the layer, which must be given, sets
+        the length of ``gain`` and ``leak`` and draws them. There are no
+        keyword options.
+
     Notes
     -----
     Each unit :math:`i` has a gain :math:`g_i` (``<layer>.gain``) and a leak
@@ -592,6 +673,12 @@ class LGrelu(Activation):
 
 class Elu(Activation):
     r"""Exponential linear unit with a learnable gain per unit.
+
+    Parameters
+    ----------
+    name, layer, **kwargs
+        As for :class:`Activation`, with a layer whose ``output_size`` units
+        each get a gain; any keyword argument is an error.
 
     Notes
     -----
@@ -630,8 +717,13 @@ class Maxout(Activation):
 
     Parameters
     ----------
-    pieces : int
-        The number of linear pieces :math:`K`; in a name, ``'maxout:K'``.
+    name, layer
+        As for :class:`Activation`; there must be a layer, and each of its
+        ``output_size`` units gets :math:`K` slopes and intercepts.
+    **kwargs
+        Must hold ``pieces``, the number :math:`K` of linear pieces (a
+        positive int); :func:`build` takes it from a name ``'maxout:K'``.
+        Any other keyword argument is an error.
 
     Notes
     -----

@@ -125,8 +125,9 @@ class Loss(util.Registrar):
         nor a variable, or an empty ``output_name``.
     """
 
-    #: True for losses whose targets are integer class labels, one axis fewer
-    #: than the output they read.
+    #: Whether the targets are integer class labels.
+    #:
+    #: Such targets have one axis fewer than the output the loss reads.
     LABELS = False
 
     def __init__(self, target=None, weight=1.0, weighted=False, output_name="out"):
@@ -196,6 +197,7 @@ class Loss(util.Registrar):
         Returns
         -------
         :class:`Loss`
+            A new instance of the registered class.
 
         Raises
         ------
@@ -306,7 +308,13 @@ class Loss(util.Registrar):
         return spec
 
     def cache_key(self):
-        """Return a hashable description of this loss (used to key cached graphs)."""
+        """Return a hashable description of this loss (used to key cached graphs).
+
+        Returns
+        -------
+        tuple of (str, str)
+            The ``(key, repr(value))`` pairs of :meth:`to_spec`, sorted.
+        """
         return tuple(sorted((k, repr(v)) for k, v in self.to_spec().items()))
 
     def log(self):
@@ -325,6 +333,11 @@ class Loss(util.Registrar):
 
 class MeanSquaredError(Loss):
     r"""Mean squared error (``'mse'``).
+
+    Parameters
+    ----------
+    target, weight, weighted, output_name
+        As for :class:`Loss`; the target has the output's shape.
 
     Notes
     -----
@@ -347,6 +360,12 @@ class MeanSquaredError(Loss):
 
 class MeanAbsoluteError(Loss):
     r"""Mean absolute error (``'mae'``).
+
+    Parameters
+    ----------
+    target, weight, weighted, output_name
+        The arguments of :class:`Loss`, with a target shaped like the
+        output.
 
     Notes
     -----
@@ -377,6 +396,12 @@ class CrossEntropy(Loss):
     softmax), shaped ``(batch, classes)`` or ``(batch, time, classes)``; the
     target holds the index of the true class, shaped ``(batch,)`` or
     ``(batch, time)``.
+
+    Parameters
+    ----------
+    target, weight, weighted, output_name
+        As for :class:`Loss`: the target holds integer labels, with one axis
+        fewer than the output.
 
     Notes
     -----
@@ -416,6 +441,7 @@ class CrossEntropy(Loss):
         Returns
         -------
         scalar PyTensor expression
+            The accuracy, between 0 and 1.
         """
         rows, labels = self._flat(self._lookup(outputs, self.output_name))
         correct = pt.cast(pt.eq(pt.argmax(rows, axis=-1), labels), rows.dtype)
@@ -427,6 +453,8 @@ class Hinge(CrossEntropy):
 
     Parameters
     ----------
+    target, weight, weighted, output_name
+        As for :class:`CrossEntropy` (integer labels).
     margin : float, optional
         The margin :math:`\Delta` by which the true class's output should
         exceed every other. The default 0 is the loss of theanets 0.7
@@ -480,6 +508,11 @@ class KullbackLeiblerDivergence(Loss):
     Registered as ``'kl'`` and ``'kld'``. Outputs and targets hold
     probability distributions along their last axis.
 
+    Parameters
+    ----------
+    target, weight, weighted, output_name
+        As for :class:`Loss`; target and output are both distributions.
+
     Notes
     -----
     With probabilities clipped to :math:`[\epsilon, 1 - \epsilon]`,
@@ -521,6 +554,9 @@ class GaussianLogLikelihood(Loss):
 
     Parameters
     ----------
+    target, weight, weighted, output_name
+        As for :class:`Loss`; ``output_name`` is not read, the two outputs
+        below are.
     mean_name : str, optional
         Graph output holding the means; ``':out'`` is appended to a bare
         layer name. Default ``'mean'``.
@@ -600,6 +636,9 @@ class MaximumMeanDiscrepancy(Loss):
 
     Parameters
     ----------
+    target, weight, weighted, output_name
+        As for :class:`Loss`, the batches of output and target being
+        compared as wholes.
     kernel : float or callable, optional
         A positive number :math:`\kappa` selects the Gaussian kernel
         :math:`k(a, b) = \exp(-\|a - b\|^2 / \kappa)` (default 1). A callable

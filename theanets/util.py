@@ -316,7 +316,18 @@ class Registrar:
 
     @classmethod
     def get_class(cls, key):
-        """Upstream master's name for :meth:`lookup`: the class registered as ``key``."""
+        """Return the class registered as ``key``: upstream master's name for :meth:`lookup`.
+
+        Parameters
+        ----------
+        key : str
+            A name or alias, looked up as :meth:`lookup` does.
+
+        Returns
+        -------
+        type
+            What ``lookup(key)`` returns.
+        """
         return cls.lookup(key)
 
     @classmethod
@@ -467,6 +478,12 @@ def resolve_rng(rng):
     Returns
     -------
     numpy.random.RandomState
+        The state to draw from.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``rng`` is neither None, an integer nor a ``RandomState``.
     """
     if isinstance(rng, np.random.RandomState):
         return rng
@@ -505,6 +522,7 @@ def random_matrix(rows, cols, mean=0, std=1, sparsity=0, radius=0, diagonal=0, r
     Returns
     -------
     ndarray of shape (rows, cols), dtype floatX
+        The initial weights.
     """
     rng = resolve_rng(rng)
     arr = mean + std * rng.randn(rows, cols)
@@ -536,6 +554,7 @@ def random_vector(size, mean=0, std=1, rng=None):
     Returns
     -------
     ndarray of shape (size,), dtype floatX
+        The initial values.
     """
     rng = resolve_rng(rng)
     return as_float(mean + std * rng.randn(size))

@@ -273,7 +273,7 @@ def _lead(x):  # pragma: no cover - compiled
 
 
 def gemm(a, b, c, trans_a, trans_b, beta, small=False):  # pragma: no cover - replaced
-    """c = op(a) op(b) + beta c, for use in compiled code only.
+    """Compute ``c = op(a) op(b) + beta c`` in place, from compiled code only.
 
     Parameters
     ----------
@@ -284,6 +284,7 @@ def gemm(a, b, c, trans_a, trans_b, beta, small=False):  # pragma: no cover - re
     c : 2-D array
         The result, written in place (same layout rule).
     trans_a, trans_b : bool
+        Whether ``op`` transposes ``a``, respectively ``b``.
     beta : float
         0 overwrites ``c``; 1 adds the product to it.
     small : bool, optional
@@ -292,6 +293,11 @@ def gemm(a, b, c, trans_a, trans_b, beta, small=False):  # pragma: no cover - re
         on SciPy's, the library PyTensor's own matrix products use in both
         its C and its Numba backend, so that one pool of BLAS threads serves
         the whole graph.
+
+    Raises
+    ------
+    NotImplementedError
+        When called from Python: Numba compiles calls to it in jitted code.
     """
     raise NotImplementedError("only callable from compiled code")
 
@@ -387,7 +393,14 @@ def step_threads(macs):  # pragma: no cover - compiled
 
 @jit
 def restore_threads(count):  # pragma: no cover - compiled
-    """Undo :func:`step_threads`, given what it returned."""
+    """Undo :func:`step_threads`, given what it returned.
+
+    Parameters
+    ----------
+    count : int
+        The value :func:`step_threads` returned; BLAS goes back to that many
+        threads if it is above one and differs from the current count.
+    """
     if count > 1 and _get_threads() != count:
         _set_threads(count)
 
@@ -460,12 +473,47 @@ def _sigmoid64(x):  # pragma: no cover - compiled
 
 
 def sigmoid(x):  # pragma: no cover - replaced when compiled
-    """The logistic function of a float32 or float64 scalar."""
+    """Return the logistic function of a float32 or float64 scalar.
+
+    Parameters
+    ----------
+    x : float32 or float64
+        The argument; float64 goes through the C library's ``exp``, float32
+        through a vectorisable ``exp`` of its own.
+
+    Returns
+    -------
+    float32 or float64
+        :math:`1 / (1 + e^{-x})`, of the dtype of ``x``.
+
+    Raises
+    ------
+    NotImplementedError
+        When called from Python; Numba compiles the calls in jitted code.
+    """
     raise NotImplementedError("only callable from compiled code")
 
 
 def tanh(x):  # pragma: no cover - replaced when compiled
-    """tanh of a float32 or float64 scalar."""
+    """Return the hyperbolic tangent of a float32 or float64 scalar.
+
+    Parameters
+    ----------
+    x : float32 or float64
+        The argument: float64 uses the C library's ``tanh``, float32 a
+        polynomial below 0.625 and the vectorisable ``exp`` of
+        :func:`sigmoid` above.
+
+    Returns
+    -------
+    float32 or float64
+        :math:`\\tanh x`, of the dtype of ``x``.
+
+    Raises
+    ------
+    NotImplementedError
+        If called from Python rather than from jitted code.
+    """
     raise NotImplementedError("only callable from compiled code")
 
 
@@ -534,7 +582,7 @@ class _Pool:
 
 
 def output_buffers(op, node, output_storage, shapes):
-    """Arrays for an operation to write its outputs into.
+    """Return arrays for an operation to write its outputs into.
 
     Parameters
     ----------
@@ -576,5 +624,16 @@ def output_buffers(op, node, output_storage, shapes):
 
 
 def drop_buffers(state):
-    """An operation's ``__dict__`` without its pool of arrays (for pickling)."""
+    """Return an operation's ``__dict__`` without its pool of arrays (for pickling).
+
+    Parameters
+    ----------
+    state : dict
+        The operation's ``__dict__``.
+
+    Returns
+    -------
+    dict
+        A copy without the ``_pool`` entry.
+    """
     return {k: v for k, v in state.items() if k != "_pool"}

@@ -41,10 +41,7 @@ _DEFAULT_NAME_COUNTER = itertools.count(1)
 def default_name(cls):
     """Return a new unique name for a layer of class ``cls`` built without one.
 
-    Parameters
-    ----------
-    cls : type
-        A :class:`Layer` subclass.
+    ``cls`` is a :class:`Layer` subclass.
 
     Returns
     -------
@@ -101,11 +98,13 @@ class Layer(util.Registrar):
         Source of random initial values. An integer creates a fresh
         :class:`numpy.random.RandomState` when the layer is bound. By default
         the network's seed is used.
-    mean, std, sparsity, diagonal, radius : float, optional
-        Initial value settings for all weights (``mean`` and ``std`` also
-        apply to biases only in their per-parameter form, e.g. ``std_b``).
-    mean_<param>, std_<param>, ... : float, optional
-        The same settings for one parameter, e.g. ``std_w=0.1``.
+    **kwargs
+        Initial value settings (floats, see
+        :func:`theanets.util.random_matrix`): ``mean``, ``std``,
+        ``sparsity``, ``diagonal`` and ``radius`` apply to every weight
+        matrix, and ``mean_<param>``, ``std_<param>``, ... to one parameter,
+        e.g. ``std_w=0.1``. Biases follow only the per-parameter forms of
+        ``mean`` and ``std`` (``std_b``). Any other keyword is an error.
 
     Attributes
     ----------
@@ -204,6 +203,7 @@ class Layer(util.Registrar):
         Returns
         -------
         str
+            The layer's name, a colon and ``name``.
         """
         return f"{self.name}:{name}"
 
@@ -443,6 +443,7 @@ class Layer(util.Registrar):
         Returns
         -------
         shared variable
+            The new parameter (also appended to :attr:`params`).
         """
         value = util.random_vector(
             size,
@@ -452,9 +453,8 @@ class Layer(util.Registrar):
         )
         return self._add_param(name, value)
 
-    def _add_param(self, name, value, broadcastable=None):
+    def _add_param(self, name, value):
         shared = pytensor.shared(value, name=f"{self.name}.{name}", shape=value.shape)
-        shared.tag.regularizable = value.ndim > 1
         self.params.append(shared)
         return shared
 
@@ -478,6 +478,7 @@ class Layer(util.Registrar):
         Returns
         -------
         shared variable
+            The parameter.
 
         Raises
         ------
@@ -520,6 +521,7 @@ class Layer(util.Registrar):
         Returns
         -------
         dict
+            Keyword arguments for :meth:`Layer.build`, ``form`` included.
 
         Examples
         --------
@@ -536,7 +538,14 @@ class Layer(util.Registrar):
         return spec
 
     def num_params(self):
-        """Total number of scalar values in this layer's parameters."""
+        """Count the scalar values in this layer's parameters.
+
+        Returns
+        -------
+        int
+            How many numbers :attr:`params` hold, counting those of a learnable
+            activation too.
+        """
         return int(sum(np.prod(p.get_value(borrow=True).shape) for p in self.params))
 
     def log(self):
@@ -563,12 +572,15 @@ def dot_last_axis(x, w):
 
     Parameters
     ----------
-    x : tensor of ndim >= 2
+    x : tensor or sparse matrix
+        Values with at least two axes; a sparse ``x`` must be a matrix.
     w : matrix
+        Weights of shape ``(x.shape[-1], n)``.
 
     Returns
     -------
-    tensor with the last axis of size ``w.shape[1]``
+    tensor
+        ``x`` with its last axis replaced by one of size ``n``.
     """
     if isinstance(x.type, pytensor.sparse.SparseTensorType):
         return pytensor.sparse.structured_dot(x, w)
@@ -596,6 +608,9 @@ class Input(Layer):
         Feed a ``scipy.sparse`` matrix instead of a dense array.
     name : str, optional
         Defaults to ``'in'``.
+    **kwargs
+        Passed on to :class:`Layer` (``rng``, for instance). An ``inputs``
+        entry or an ``activation`` other than ``'linear'`` is an error.
 
     Examples
     --------
@@ -650,17 +665,43 @@ class Input(Layer):
         return pt.tensor(name=self.name, dtype=dtype, shape=static)
 
     def bind(self, network, initialize=True):
-        """Bind the input layer (it owns no parameters)."""
+        """Bind the input layer: it owns no parameters and reads no inputs.
+
+        Parameters
+        ----------
+        network : :class:`theanets.graph.Network`
+            The network; only its ``rng`` is used, unless the layer was
+            given its own.
+        initialize : bool, optional
+            Ignored: there is nothing to create.
+        """
         self.rng = util.resolve_rng(self._rng_arg if self._rng_arg is not None else network.rng)
         self._output_shape = tuple(self._shape)
         self.params = []
 
     def output_shapes(self):
-        """An input layer has one output, ``<name>:out``."""
+        """Give the shape of the input layer's only output.
+
+        Returns
+        -------
+        dict
+            ``{'<name>:out': shape}``, the shape of one example.
+        """
         return {self.output_name: self.output_shape}
 
     def transform(self, inputs):
-        """Return the input variable itself."""
+        """Return the input variable itself.
+
+        Parameters
+        ----------
+        inputs : dict
+            Not used: an input layer reads no other output.
+
+        Returns
+        -------
+        TensorVariable or SparseVariable
+            The variable that is fed with data (:attr:`variable`).
+        """
         return self.variable
 
 
@@ -676,6 +717,14 @@ class Product(Layer):
 
     :math:`y = \\prod_i x_i`; it has no parameters and no activation, and
     its only output is ``out``. Registered as ``'product'`` and ``'prod'``.
+
+    Parameters
+    ----------
+    size, inputs, name, activation, shape, rng
+        As for :class:`Layer`. A ``size`` (or ``shape``), if given, must be
+        the size of the inputs; the activation is not applied.
+    **kwargs
+        Accepted as by :class:`Layer`, though there is nothing to initialise.
     """
 
     __extra_registration_keys__ = ["prod"]
@@ -696,7 +745,18 @@ class Product(Layer):
         return tuple(shapes[0])
 
     def transform(self, inputs):
-        """Multiply the inputs elementwise."""
+        """Multiply the inputs elementwise.
+
+        Parameters
+        ----------
+        inputs : dict
+            Graph outputs by full name, the factors among them.
+
+        Returns
+        -------
+        TensorVariable
+            The product, shaped like each input.
+        """
         exprs = [inputs[name] for name in self.inputs]
         out = exprs[0]
         for expr in exprs[1:]:
@@ -710,6 +770,14 @@ class Concatenate(Layer):
     The output size is the sum of the input sizes; every other axis must
     agree. It has no parameters and no activation, and its only output is
     ``out``. Registered as ``'concatenate'`` and ``'concat'``.
+
+    Parameters
+    ----------
+    size, inputs, name, activation, shape, rng
+        As for :class:`Layer`. A ``size`` (or ``shape``), if given, must be
+        the sum of the input sizes; the activation is not applied.
+    **kwargs
+        Accepted as by :class:`Layer`, though there is nothing to initialise.
     """
 
     __extra_registration_keys__ = ["concat"]
@@ -731,7 +799,19 @@ class Concatenate(Layer):
         return tuple(shapes[0][:-1]) + (total,)
 
     def transform(self, inputs):
-        """Join the inputs along the last axis."""
+        """Join the inputs along the last axis.
+
+        Parameters
+        ----------
+        inputs : dict
+            Everything built so far; the layer takes the outputs it joins
+            from here, in the order of its :attr:`inputs`.
+
+        Returns
+        -------
+        TensorVariable
+            The inputs side by side, in the order of :attr:`inputs`.
+        """
         return pt.concatenate([inputs[name] for name in self.inputs], axis=-1)
 
 
@@ -741,6 +821,14 @@ class Flatten(Layer):
     Useful between convolution and feed-forward layers. It has no parameters
     and no activation, and its only output is ``out``. Registered as
     ``'flatten'`` and ``'flat'``.
+
+    Parameters
+    ----------
+    size, inputs, name, activation, shape, rng
+        As for :class:`Layer`. A ``size`` (or ``shape``), if given, must be
+        the number of values in one example; the activation is not applied.
+    **kwargs
+        Accepted as by :class:`Layer`, though there is nothing to initialise.
     """
 
     __extra_registration_keys__ = ["flat"]
@@ -762,7 +850,18 @@ class Flatten(Layer):
         return (total,)
 
     def transform(self, inputs):
-        """Reshape the input to (batch, features)."""
+        """Reshape the input to (batch, features).
+
+        Parameters
+        ----------
+        inputs : dict
+            Graph outputs by full name, the one to flatten among them.
+
+        Returns
+        -------
+        TensorVariable
+            The input with each example flattened to :attr:`size` values.
+        """
         x = self._only_input(inputs)
         return x.reshape((x.shape[0], self.size), ndim=2)
 
@@ -775,8 +874,11 @@ class Reshape(Layer):
     shape : tuple of int
         The new shape of one example (without the batch axis); the number of
         values must not change.
-    size : int, optional
-        If given, it must equal the last entry of ``shape``.
+    inputs, name, activation
+        As for :class:`Layer`; the activation is not applied.
+    **kwargs
+        Passed on to :class:`Layer`; a ``size``, if given, must equal the
+        last entry of ``shape``.
     """
 
     _uses_activation = False
@@ -796,6 +898,18 @@ class Reshape(Layer):
         return tuple(self._shape)
 
     def transform(self, inputs):
-        """Reshape the input."""
+        """Reshape each example of the input.
+
+        Parameters
+        ----------
+        inputs : dict
+            The expressions built so far, keyed by full output name; the
+            layer reshapes the one named by :attr:`input_name`.
+
+        Returns
+        -------
+        TensorVariable
+            The input, of shape ``(batch,) + shape``.
+        """
         x = self._only_input(inputs)
         return x.reshape((x.shape[0],) + tuple(self._shape), ndim=len(self._shape) + 1)

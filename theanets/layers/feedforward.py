@@ -18,6 +18,13 @@ class Feedforward(Layer):
 
     Outputs: ``pre`` (:math:`z`) and ``out`` (:math:`y`).
 
+    Parameters
+    ----------
+    size, inputs, name, activation, shape, rng
+        As for :class:`~theanets.layers.base.Layer`.
+    **kwargs
+        Initial value settings, as for :class:`~theanets.layers.base.Layer`.
+
     Examples
     --------
     In a layer spec, ``(10, 'tanh')`` or ``dict(size=10, activation='tanh')``
@@ -36,7 +43,20 @@ class Feedforward(Layer):
         self.add_bias("b", self.size)
 
     def transform(self, inputs):
-        """Compute ``pre`` and ``out``."""
+        """Compute ``pre`` and ``out``.
+
+        Parameters
+        ----------
+        inputs : dict
+            Expressions by fully scoped output name; every one of the
+            layer's inputs is read.
+
+        Returns
+        -------
+        dict
+            ``pre``, the sum of the weighted inputs and the bias, and
+            ``out``, its activation.
+        """
         terms = [
             dot_last_axis(inputs[name], self.find(self._weight_name(name)))
             for name in self._input_shapes
@@ -58,6 +78,15 @@ class Classifier(Feedforward):
     network fills in its output activation for every last layer), and
     :attr:`kwargs` records ``'softmax'``. Registered as ``'classifier'`` and
     ``'softmax'``.
+
+    Parameters
+    ----------
+    size, inputs, name
+        As for :class:`Feedforward`.
+    activation : str, optional
+        Ignored: the activation is ``'softmax'``.
+    **kwargs
+        As for :class:`Feedforward`.
     """
 
     __extra_registration_keys__ = ["softmax"]
@@ -81,7 +110,15 @@ class Tied(Layer):
     Parameters
     ----------
     partner : str or Layer
-        The layer whose weights are shared.
+        The layer whose weights are shared: a :class:`Feedforward` layer with
+        one input, or its name in the network.
+    size : int, optional
+        If given, it must be the partner's input size (the default).
+    inputs, name, activation
+        As for :class:`~theanets.layers.base.Layer`.
+    **kwargs
+        Passed on to :class:`~theanets.layers.base.Layer`: ``rng`` and the
+        initial value settings of the bias, for instance.
     """
 
     def __init__(self, partner=None, size=None, inputs=None, name=None, activation=None, **kwargs):
@@ -91,7 +128,21 @@ class Tied(Layer):
         super().__init__(size=size, inputs=inputs, name=name, activation=activation, **kwargs)
 
     def bind(self, network, initialize=True):
-        """Find the partner layer, then bind as usual."""
+        """Find the partner layer, then bind as usual.
+
+        Parameters
+        ----------
+        network : :class:`theanets.graph.Network`
+            The network, in which a partner given by name is looked up.
+        initialize : bool, optional
+            Whether to create the bias (default True).
+
+        Raises
+        ------
+        ConfigurationError
+            If the partner is missing or not a one-input feed-forward layer,
+            or if the sizes do not match the partner's.
+        """
         if isinstance(self.partner, str):
             try:
                 self.partner = network.find_layer(self.partner)
@@ -124,7 +175,20 @@ class Tied(Layer):
         self.add_bias("b", self.size)
 
     def transform(self, inputs):
-        """Compute ``pre`` and ``out`` with the partner's transposed weights."""
+        """Compute ``pre`` and ``out`` with the partner's transposed weights.
+
+        Parameters
+        ----------
+        inputs : dict
+            Graph outputs by full name; only the layer's single input is
+            read, and the weights come from the partner.
+
+        Returns
+        -------
+        dict
+            ``pre``, the input times the partner's transposed weight plus
+            the bias, and ``out``, its activation.
+        """
         x = self._only_input(inputs)
         pre = dot_last_axis(x, self.partner.find("w").T) + self.find("b")
         return dict(pre=pre, out=self.activate(pre))

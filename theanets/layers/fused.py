@@ -85,6 +85,7 @@ def supports(layer):
     Parameters
     ----------
     layer : :class:`theanets.layers.recurrent.Recurrent`
+        A bound recurrent layer.
 
     Returns
     -------
@@ -565,10 +566,20 @@ class _FusedOp(Op):
 
 
 class RNNForward(_FusedOp):
-    """pre_t = xw_t + h_{t-1} hh; h_t = f(pre_t) over a whole sequence.
+    """The simple (Elman) recurrence over a whole sequence.
 
-    Inputs ``xw`` (T, B, n), ``h0`` (B, n), ``hh`` (n, n); outputs ``pre``
-    and ``out`` (T, B, n).
+    ``pre_t = xw_t + h_{t-1} hh`` and ``h_t = f(pre_t)``. Inputs ``xw``
+    (T, B, n), ``h0`` (B, n), ``hh`` (n, n); outputs ``pre`` and ``out``
+    (T, B, n).
+
+    Parameters
+    ----------
+    activation : str
+        The activation :math:`f`: ``'linear'``, ``'relu'``, ``'tanh'``,
+        ``'sigmoid'`` or ``'logistic'``.
+    truncate : int, optional
+        Handed to the backward op: the layer's ``bptt_limit``, or -1
+        (default) for none.
     """
 
     __props__ = ("activation", "truncate")
@@ -597,7 +608,14 @@ class RNNForward(_FusedOp):
 
 
 class RNNBackward(_FusedOp):
-    """Reverse pass of :class:`RNNForward`: gradients of ``xw``, ``h0`` and ``hh``."""
+    """Reverse pass of :class:`RNNForward`: gradients of ``xw``, ``h0`` and ``hh``.
+
+    Parameters
+    ----------
+    activation, truncate
+        As for :class:`RNNForward`; unless ``truncate`` is -1, the gradient
+        reaches only that many of the last steps read.
+    """
 
     __props__ = ("activation", "truncate")
     _kernel = _rnn_backward
@@ -627,6 +645,7 @@ def rnn(layer, xw, h0):
     Parameters
     ----------
     layer : :class:`theanets.layers.recurrent.RNN`
+        The layer, for its activation, direction, ``bptt_limit`` and ``hh``.
     xw : tensor (time, batch, size)
         Projected inputs ``x W_{xh} + b``, time-major, in input time order.
     h0 : tensor (batch, size)
@@ -634,8 +653,11 @@ def rnn(layer, xw, h0):
 
     Returns
     -------
-    pre, out : tensors (time, batch, size)
-        Time-major, in input time order.
+    pre : TensorVariable
+        The values :math:`z_t` before the activation, of shape (time, batch,
+        size), time-major, in input time order.
+    out : TensorVariable
+        The states :math:`h_t`, laid out like ``pre``.
     """
     op = RNNForward(_activation_name(layer), _truncate(layer))
     seq = xw[::-1] if layer.backwards else xw
@@ -660,6 +682,12 @@ class LSTMForward(_FusedOp):
     ``cf``, ``co`` (n) and ``b`` (4n). Outputs ``h``, ``c`` (T, B, n), and
     the gate values ``[i, f, g, o]`` (T, B, 4n) and ``tanh(c)`` (T, B, n),
     which only the gradient uses.
+
+    Parameters
+    ----------
+    truncate : int, optional
+        Handed to :class:`LSTMBackward`: ``bptt_limit``, or -1 (default) for
+        no limit.
     """
 
     __props__ = ("truncate",)
@@ -695,6 +723,12 @@ class LSTMBackward(_FusedOp):
 
     Outputs the gradients of ``xw``, ``h0``, ``c0``, ``hh``, ``ci``, ``cf``,
     ``co`` and ``b``, in the order of the forward op's inputs.
+
+    Parameters
+    ----------
+    truncate : int, optional
+        How many of the last steps the gradient goes back through; -1
+        (default) means all of them.
     """
 
     __props__ = ("truncate",)
@@ -728,6 +762,7 @@ def lstm(layer, xw, h0, c0):
     Parameters
     ----------
     layer : :class:`theanets.layers.recurrent.LSTM`
+        The layer, for its direction, ``bptt_limit`` and parameters.
     xw : tensor (time, batch, 4 size)
         Projected inputs ``x W_{xh}`` (without the bias, which the loop
         adds), time-major, in input time order.
@@ -736,7 +771,11 @@ def lstm(layer, xw, h0, c0):
 
     Returns
     -------
-    out, cell : tensors (time, batch, size)
+    out : TensorVariable
+        The hidden states :math:`h_t`, of shape (time, batch, size),
+        time-major, in input time order.
+    cell : TensorVariable
+        The cell states :math:`c_t`, laid out like ``out``.
     """
     op = LSTMForward(_truncate(layer))
     seq = xw[::-1] if layer.backwards else xw
@@ -758,6 +797,14 @@ class GRUForward(_FusedOp):
     projections, ``h0`` (B, n), ``hh`` (n, n) and ``hrz`` = ``[hr, hz]``
     (n, 2n). Outputs ``pre``, ``hid``, ``rate``, ``out`` and the reset
     gates ``r`` (T, B, n), which only the gradient uses.
+
+    Parameters
+    ----------
+    activation : str
+        The activation of the candidate state, one of those
+        :class:`RNNForward` takes.
+    truncate : int, optional
+        Passed on to :class:`GRUBackward` (-1, the default, for no limit).
     """
 
     __props__ = ("activation", "truncate")
@@ -790,7 +837,14 @@ class GRUForward(_FusedOp):
 
 
 class GRUBackward(_FusedOp):
-    """Reverse pass of :class:`GRUForward`: gradients of ``xw``, ``h0``, ``hh`` and ``hrz``."""
+    """Reverse pass of :class:`GRUForward`: gradients of ``xw``, ``h0``, ``hh`` and ``hrz``.
+
+    Parameters
+    ----------
+    activation, truncate
+        The forward op's; the gradient goes back at most ``truncate`` steps
+        unless that is -1.
+    """
 
     __props__ = ("activation", "truncate")
     _kernel = _gru_backward
@@ -821,6 +875,8 @@ def gru(layer, xw, h0):
     Parameters
     ----------
     layer : :class:`theanets.layers.recurrent.GRU`
+        The layer, for its activation, direction, ``bptt_limit`` and the
+        recurrent weights.
     xw : tensor (time, batch, 3 size)
         Projected inputs ``x W + b``, time-major, in input time order.
     h0 : tensor (batch, size)
@@ -828,7 +884,9 @@ def gru(layer, xw, h0):
 
     Returns
     -------
-    pre, hid, rate, out : tensors (time, batch, size)
+    list of TensorVariable
+        ``pre``, ``hid``, ``rate`` and ``out``, each of shape (time, batch,
+        size), time-major, in input time order.
     """
     op = GRUForward(_activation_name(layer), _truncate(layer))
     seq = xw[::-1] if layer.backwards else xw

@@ -106,11 +106,12 @@ class Recurrent(Layer):
         :class:`RNN`, :class:`LSTM` and :class:`GRU`) runs the loop and its
         gradient as compiled operations; ``'auto'`` picks the fused one where
         it applies.
-    radius : float, optional
-        Spectral radius (largest singular value) of each square block of the
-        initial recurrent weights; no rescaling by default.
-    mean, std, sparsity, diagonal, ... : optional
-        Initialisation settings (see :class:`theanets.layers.Layer`).
+    **kwargs
+        Initial value settings, as for :class:`theanets.layers.Layer`. Here
+        ``radius`` is the spectral radius (largest singular value) of each
+        square block of the initial recurrent weights (no rescaling by
+        default). Subclasses with more initial states take them here too
+        (``c_0``, ``s_0``).
 
     Notes
     -----
@@ -212,7 +213,21 @@ class Recurrent(Layer):
         return (shape[0], self.size)
 
     def bind(self, network, initialize=True):
-        """Bind the layer, then check the outputs named for initial states."""
+        """Bind the layer, then check the outputs named for initial states.
+
+        Parameters
+        ----------
+        network : :class:`theanets.graph.Network`
+            The network whose outputs the layer reads.
+        initialize : bool, optional
+            Whether to create parameters (default True).
+
+        Raises
+        ------
+        ConfigurationError
+            If an initial state names an unknown output or one of the wrong
+            size, or if ``impl='fused'`` does not apply.
+        """
         super().bind(network, initialize=initialize)
         known = network.output_shapes
         self._state_shapes = {}
@@ -268,6 +283,7 @@ class Recurrent(Layer):
         Returns
         -------
         shared variable
+            The new parameter (also appended to :attr:`params`).
         """
         mean = self._init_setting("mean", name, mean)
         std = self._init_setting("std", name, std) or 1 / np.sqrt(nin + nout)
@@ -411,6 +427,13 @@ class RNN(Recurrent):
     Parameters: ``xh`` (input size × size), ``hh`` (size × size), ``b``
     (size). Outputs: ``pre`` (:math:`z_t`) and ``out`` (:math:`h_t`).
 
+    Parameters
+    ----------
+    size, inputs, name, activation, h_0, direction, bptt_limit, impl
+        As for :class:`Recurrent`; the activation is :math:`f`.
+    **kwargs
+        Initial value settings, as for :class:`Recurrent`.
+
     References
     ----------
     .. [Elm90] J. L. Elman (1990) "Finding Structure in Time." Cognitive
@@ -426,7 +449,21 @@ class RNN(Recurrent):
         self.add_bias("b", self.size)
 
     def transform(self, inputs):
-        """Compute ``pre`` and ``out`` for every time step."""
+        """Compute ``pre`` and ``out`` for every time step.
+
+        The fused loop runs where it applies, else a :func:`pytensor.scan`.
+
+        Parameters
+        ----------
+        inputs : dict
+            The input sequence, and the initial state if ``h_0`` names one.
+
+        Returns
+        -------
+        dict
+            ``pre`` (:math:`z_t`) and ``out`` (:math:`h_t`), each of shape
+            ``(batch, time, size)``.
+        """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
         xw = self._project(x_tm, self.find("xh"), self.find("b"))
@@ -469,6 +506,9 @@ class BCRNN(RNN):
     ----------
     num_modules : int
         Number of blocks; ``size`` must be a multiple of it.
+    **kwargs
+        The arguments of :class:`RNN`; ``impl='fused'`` is an error, as
+        there is no fused loop for this layer.
 
     Notes
     -----
@@ -507,7 +547,23 @@ class BCRNN(RNN):
         return mask, rates
 
     def transform(self, inputs):
-        """Compute ``pre`` and ``out`` for every time step."""
+        """Compute ``pre`` and ``out`` for every time step.
+
+        A :func:`pytensor.scan` loop; the mask and the rates are constants of
+        the graph.
+
+        Parameters
+        ----------
+        inputs : dict
+            The input sequence and the ``h_0`` output, which starts both
+            :math:`z` and :math:`h`, when it is named.
+
+        Returns
+        -------
+        dict
+            ``pre`` and ``out``, as for :class:`RNN`; the pre-activations move
+            at the rate of their block.
+        """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
         xw = self._project(x_tm, self.find("xh"), self.find("b"))
@@ -553,6 +609,13 @@ class RRNN(Recurrent):
     Fixed rates are drawn from the layer's random state after its
     parameters and are not trained.
 
+    Parameters
+    ----------
+    rate : {'matrix', 'vector', 'uniform', 'log'}, optional
+        How the rates are computed, as listed above.
+    **kwargs
+        The arguments of :class:`Recurrent`.
+
     References
     ----------
     .. [Ben12] Y. Bengio, N. Boulanger-Lewandowski & R. Pascanu (2012)
@@ -590,7 +653,23 @@ class RRNN(Recurrent):
         return spec
 
     def transform(self, inputs):
-        """Compute ``pre``, ``hid``, ``rate`` and ``out``."""
+        """Compute ``pre``, ``hid``, ``rate`` and ``out``.
+
+        With ``rate='matrix'`` the rates of all steps are computed before the
+        loop.
+
+        Parameters
+        ----------
+        inputs : dict
+            Graph outputs by full name: the input, which also drives the rates
+            when ``rate='matrix'``, and any ``h_0``.
+
+        Returns
+        -------
+        dict
+            ``pre``, ``hid`` and ``out`` of shape ``(batch, time, size)``;
+            ``rate`` has a time axis only for ``rate='matrix'``.
+        """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
         xw = self._project(x_tm, self.find("xh"), self.find("b"))
@@ -635,6 +714,8 @@ class MRNN(Recurrent):
     ----------
     factors : int, optional
         Number of factors; defaults to :math:`\\lceil\\sqrt{\\text{size}}\\rceil`.
+    **kwargs
+        The arguments of :class:`Recurrent`.
 
     Notes
     -----
@@ -685,7 +766,22 @@ class MRNN(Recurrent):
         return spec
 
     def transform(self, inputs):
-        """Compute ``pre``, ``factors`` and ``out``."""
+        """Compute ``pre``, ``factors`` and ``out``.
+
+        The factors of all time steps are projected before the loop.
+
+        Parameters
+        ----------
+        inputs : dict
+            Graph outputs by full name; the input both feeds the units and
+            selects the factors. Any ``h_0`` is read too.
+
+        Returns
+        -------
+        dict
+            Besides ``pre`` and ``out``, the input-dependent ``factors``
+            :math:`f_t`, with ``factors`` values per step.
+        """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
         xw = self._project(x_tm, self.find("xh"), self.find("b"))
@@ -719,9 +815,12 @@ class LSTM(Recurrent):
 
     Parameters
     ----------
-    c_0 : str, optional
-        Name of a graph output holding the initial cell state (zeros by
-        default); see ``h_0`` in :class:`Recurrent`.
+    size, inputs, name, activation, h_0, direction, bptt_limit, impl
+        As for :class:`Recurrent`; the activation is not used.
+    **kwargs
+        ``c_0``, the name of a graph output holding the initial cell state
+        (zeros by default; given like ``h_0``), and initial value settings
+        as for :class:`Recurrent`.
 
     Notes
     -----
@@ -754,7 +853,23 @@ class LSTM(Recurrent):
         return {"out": self.size, "cell": self.size}
 
     def transform(self, inputs):
-        """Compute ``out`` and ``cell``."""
+        """Compute ``out`` and ``cell``.
+
+        The fused loop adds the bias itself; the scan version adds it to the
+        projection of the input.
+
+        Parameters
+        ----------
+        inputs : dict
+            The input sequence and, where ``h_0`` and ``c_0`` name them, the
+            initial hidden and cell states.
+
+        Returns
+        -------
+        dict
+            The hidden states ``out`` and the cell states ``cell``, both
+            sequences of ``size`` values.
+        """
         x_tm = _time_major(self._only_input(inputs))
         batch = x_tm.shape[1]
         h0 = self._initial(inputs, "h_0", batch, self.size)
@@ -798,6 +913,14 @@ class GRU(Recurrent):
         h_t &= (1 - z_t) \\odot h_{t-1} + z_t \\odot \\hat h_t
         \\end{aligned}
 
+    Parameters
+    ----------
+    size, inputs, name, activation, h_0, direction, bptt_limit, impl
+        As for :class:`Recurrent`; the activation is :math:`f`, applied to
+        :math:`p_t`.
+    **kwargs
+        Initial value settings, as for :class:`Recurrent`.
+
     Notes
     -----
     Parameters, in drawing order: ``hh``, ``hr``, ``hz`` (size × size), ``w``
@@ -826,7 +949,23 @@ class GRU(Recurrent):
         return {"out": self.size, "pre": self.size, "hid": self.size, "rate": self.size}
 
     def transform(self, inputs):
-        """Compute ``pre``, ``hid``, ``rate`` and ``out``."""
+        """Compute ``pre``, ``hid``, ``rate`` and ``out``.
+
+        In the scan version the reset and update gates share one product
+        with the previous state at each step.
+
+        Parameters
+        ----------
+        inputs : dict
+            Graph outputs, from which the input and an initial state given
+            as ``h_0`` are taken.
+
+        Returns
+        -------
+        dict
+            ``pre``, ``hid``, ``out`` and ``rate`` (the update gate
+            :math:`z_t`, not the reset gate), all with batch and time axes.
+        """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
         xw = self._project(x_tm, self.find("w"), self.find("b"))
@@ -876,6 +1015,8 @@ class Clockwork(Recurrent):
     periods : sequence of int
         The update period of each group of units. ``size`` must be a
         multiple of the number of periods.
+    **kwargs
+        The arguments of :class:`Recurrent`.
 
     Notes
     -----
@@ -931,7 +1072,22 @@ class Clockwork(Recurrent):
         return spec
 
     def transform(self, inputs):
-        """Compute ``pre`` and ``out``."""
+        """Compute ``pre`` and ``out``.
+
+        A step counter decides which groups update at each step.
+
+        Parameters
+        ----------
+        inputs : dict
+            Everything built so far; the layer takes its input and, for
+            ``h_0``, the starting state of every group.
+
+        Returns
+        -------
+        dict
+            ``pre`` and ``out``; a group keeps its values between its
+            updates.
+        """
         x_tm = _time_major(self._only_input(inputs))
         n_steps = x_tm.shape[0]
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
@@ -967,6 +1123,14 @@ class MUT1(Recurrent):
     The activation is always :math:`\\tanh`; the update gate :math:`z` does
     not depend on the state.
 
+    Parameters
+    ----------
+    size, inputs, name, activation, h_0, direction, bptt_limit, impl
+        As for :class:`Recurrent`, but the activation is ignored: it is
+        always :math:`\\tanh`.
+    **kwargs
+        Initial value settings, as for :class:`Recurrent`.
+
     Notes
     -----
     Parameters, in drawing order: ``xh``, ``xr``, ``xz`` (input × size),
@@ -998,7 +1162,23 @@ class MUT1(Recurrent):
         return []  # the activation is fixed to tanh
 
     def transform(self, inputs):
-        """Compute ``pre``, ``hid``, ``rate`` and ``out``."""
+        """Compute ``pre``, ``hid``, ``rate`` and ``out``.
+
+        The update gate depends on the input alone, so it is computed for
+        every step before the loop.
+
+        Parameters
+        ----------
+        inputs : dict
+            Expressions by name: the input (which alone drives the update gate)
+            and an optional ``h_0``.
+
+        Returns
+        -------
+        dict
+            Four sequences: ``pre``, ``hid``, ``rate`` (:math:`z_t`) and
+            ``out``.
+        """
         x_tm = _time_major(self._only_input(inputs))
         h0 = self._initial(inputs, "h_0", x_tm.shape[1], self.size)
         n = self.size
@@ -1041,13 +1221,14 @@ class SCRN(Recurrent):
 
     Parameters
     ----------
-    context_size : int, optional
-        Number of context units; defaults to ``size``.
-    s_0 : str, optional
-        Name of a graph output holding the initial context state, shape
-        ``(batch, context_size)``; zeros by default.
     rate : {'vector', 'uniform', 'log'}, optional
         How context rates are represented.
+    context_size : int, optional
+        Number of context units; defaults to ``size``.
+    **kwargs
+        ``s_0``, the name of a graph output holding the initial context
+        state, of shape ``(batch, context_size)`` (zeros by default), and
+        the arguments of :class:`Recurrent`.
 
     Notes
     -----
@@ -1118,7 +1299,24 @@ class SCRN(Recurrent):
         return spec
 
     def transform(self, inputs):
-        """Compute ``hid``, ``state``, ``rate`` and ``out``."""
+        """Compute ``hid``, ``state``, ``rate`` and ``out``.
+
+        The outputs are computed after the loop, from the hidden and context
+        states.
+
+        Parameters
+        ----------
+        inputs : dict
+            The input sequence and the initial hidden and context states, if
+            ``h_0`` and ``s_0`` name them.
+
+        Returns
+        -------
+        dict
+            ``hid`` and ``out``, of shape ``(batch, time, size)``, ``state``, of
+            shape ``(batch, time, context_size)``, and ``rate``, the context
+            rates (one vector).
+        """
         x_tm = _time_major(self._only_input(inputs))
         batch = x_tm.shape[1]
         n = self.size
@@ -1164,6 +1362,10 @@ class Bidirectional(Layer):
         ``'lstm'``, ``'gru'``, ...).
     size : int
         Total number of units (even).
+    inputs, name, activation, rng
+        As for :class:`~theanets.layers.base.Layer`; the inputs, the
+        activation and ``rng`` are handed to both workers, which are named
+        ``<name>_fw`` and ``<name>_bw``.
     **kwargs
         Other arguments (activation, initialisation, ``bptt_limit``,
         worker-specific options such as ``rate``) are given to both workers.
@@ -1248,7 +1450,18 @@ class Bidirectional(Layer):
             ) from err
 
     def bind(self, network, initialize=True):
-        """Bind the layer and build and bind its two workers."""
+        """Bind the layer and build and bind its two workers.
+
+        The workers are created here, from this layer's settings, and bound
+        to the same network; the layer's parameters are theirs.
+
+        Parameters
+        ----------
+        network : :class:`theanets.graph.Network`
+            The network whose outputs the workers read.
+        initialize : bool, optional
+            Whether the workers create their parameters (default True).
+        """
         super().bind(network, initialize=False)
         self.forward = self._make_worker("fw", "forward")
         self.backward = self._make_worker("bw", "back")
@@ -1263,7 +1476,15 @@ class Bidirectional(Layer):
         return [name.split(":", 1)[1] for name in shapes]
 
     def output_shapes(self):
-        """Shapes of ``out`` (and ``pre``/``cell``) and every ``fw_*``/``bw_*`` output."""
+        """Give the shapes of the outputs other layers may read, keyed by full name.
+
+        Returns
+        -------
+        dict
+            ``out`` (and ``pre`` or ``cell`` where the worker has them), of
+            twice a worker's size, and every worker output as ``fw_<output>``
+            and ``bw_<output>``. Before binding, only ``out``.
+        """
         shapes = {}
         lead = tuple(self._output_shape[:-1])
         if self.forward is None:
@@ -1277,7 +1498,22 @@ class Bidirectional(Layer):
         return shapes
 
     def transform(self, inputs):
-        """Run both workers and join their outputs."""
+        """Run both workers and join their outputs.
+
+        Parameters
+        ----------
+        inputs : dict
+            Expressions by fully scoped output name, as the workers read
+            them.
+
+        Returns
+        -------
+        outputs : dict
+            Every worker output as ``fw_<output>`` and ``bw_<output>``, and
+            ``out`` (and ``pre`` or ``cell``) of both joined on the last axis.
+        updates : list
+            The updates the workers' graphs need.
+        """
         result, updates = {}, []
         parts = {}
         for prefix, worker in (("fw", self.forward), ("bw", self.backward)):

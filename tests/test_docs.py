@@ -328,9 +328,9 @@ def test_public_objects_are_found_where_defined():
     } <= names
     assert not any(n.endswith(("._add_param", ".__init__")) for n in names)
     # methods of a private mixin are checked on the public classes using it
-    names = {name for name, _ in _public_objects("theanets.regularizers")}
-    assert "theanets.regularizers.WeightL2.loss" in names
-    assert "theanets.regularizers.WeightL2.log" not in names  # Regularizer.log
+    names = {name for name, _ in _public_objects("theanets.regularizers.penalties")}
+    assert "theanets.regularizers.penalties.WeightL2.loss" in names
+    assert "theanets.regularizers.penalties.WeightL2.log" not in names  # Regularizer.log
     # a package that only re-exports defines nothing of its own
     assert _public_objects("theanets.layers") == []
     assert {"theanets.layers.base", "theanets.activations"} <= set(MODULES_WITH_PUBLIC_NAMES)

@@ -119,10 +119,22 @@ class AllowListUnpickler(pickle.Unpickler):
     every other global outside the allow-list raises
     :class:`UnsafePickleError` naming it, so a crafted file cannot run code
     while it is being loaded.
+
+    Parameters
+    ----------
+    file : binary file object
+        Where the pickle is read from (anything with ``read`` and
+        ``readline`` methods returning bytes).
+    fix_imports, encoding, errors, buffers
+        As for :class:`pickle.Unpickler`: whether Python 2 module names are
+        mapped to their Python 3 names, how 8-bit strings of Python 2
+        pickles are decoded, and the out-of-band buffers of protocol 5.
     """
 
-    #: Extra ``(module, name) -> object`` mappings, e.g. inert stand-ins for
-    #: classes of Theano-era files.
+    #: Extra ``(module, name) -> object`` globals, looked up before the allow-list.
+    #:
+    #: Subclasses use them, for example, for inert stand-ins of the classes
+    #: of Theano-era files.
     extra_globals = {}
 
     def theanets_global(self, module, name):
@@ -145,6 +157,19 @@ class AllowListUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         """Return an allowed global, or raise :class:`UnsafePickleError`.
+
+        Parameters
+        ----------
+        module, name : str
+            The global as written in the pickle (Python 2 names are
+            translated first).
+
+        Returns
+        -------
+        object
+            The class or function the pickle may call: an entry of
+            :attr:`extra_globals`, an allowed NumPy or built-in object, or a
+            ``theanets`` object accepted by :meth:`theanets_global`.
 
         Raises
         ------

@@ -40,6 +40,12 @@ class Regressor(_ImageData, feedforward.Regressor):
     outputs)`` after a ``'flatten'`` and fully connected layers, or an image
     shape when the last layer is a convolution.
 
+    Parameters
+    ----------
+    layers, loss, weighted, rng, **kwargs
+        As for :class:`theanets.feedforward.Regressor`; the first layer
+        spec is the shape of one image.
+
     Examples
     --------
     >>> import numpy as np
@@ -55,6 +61,12 @@ class Classifier(_ImageData, feedforward.Classifier):
 
     Targets are integer class labels, one per image; the output layer is a
     softmax over classes.
+
+    Parameters
+    ----------
+    layers, loss, weighted, rng, **kwargs
+        As for :class:`theanets.feedforward.Classifier`. The first item of
+        ``layers`` is the ``(width, height, channels)`` of one image.
 
     Examples
     --------

@@ -46,6 +46,12 @@ class Regressor(graph.Network):
 
     The default loss is the mean squared error and the output layer is linear.
 
+    Parameters
+    ----------
+    layers, loss, weighted, rng, **kwargs
+        As for :class:`theanets.graph.Network` (``loss`` defaults to
+        ``'mse'``).
+
     Examples
     --------
     >>> import numpy as np
@@ -103,6 +109,12 @@ class Classifier(graph.Network):
     cross-entropy of integer class labels. Targets are arrays of labels in
     ``0 .. K-1``.
 
+    Parameters
+    ----------
+    layers, loss, weighted, rng, **kwargs
+        As for :class:`theanets.graph.Network`, except that ``loss``
+        defaults to ``'xe'``.
+
     Examples
     --------
     >>> import numpy as np
@@ -133,7 +145,22 @@ class Classifier(graph.Network):
         return array
 
     def monitors(self, **kwargs):
-        """Return monitors: ``err``, ``acc`` (accuracy), then any requested ones."""
+        """Return monitors: ``err``, ``acc`` (accuracy), then any requested ones.
+
+        Parameters
+        ----------
+        **kwargs
+            ``monitors`` and regularizer keyword arguments, as for
+            :meth:`theanets.graph.Network.monitors`.
+
+        Returns
+        -------
+        list of (str, scalar expression)
+            The monitors of :meth:`theanets.graph.Network.monitors`, with
+            ``('acc', accuracy)`` inserted after ``err`` when the network
+            has integer labels: the fraction of labels predicted correctly
+            (weighted, for a weighted loss).
+        """
         result = super().monitors(**kwargs)
         regs = self._regularizers(
             {k: v for k, v in kwargs.items() if k != "monitors"}, "monitors()"
@@ -171,6 +198,16 @@ class Classifier(graph.Network):
     def classify(self, x, **kwargs):
         """Same as :meth:`predict`; deprecated.
 
+        Parameters
+        ----------
+        x, **kwargs
+            As for :meth:`predict`.
+
+        Returns
+        -------
+        ndarray of int
+            The most probable class of each input.
+
         Warns
         -----
         DeprecationWarning
@@ -180,6 +217,14 @@ class Classifier(graph.Network):
 
     def predict_proba(self, x, **kwargs):
         """Return class probabilities, one row per input.
+
+        Parameters
+        ----------
+        x : ndarray
+            Inputs, one example per row.
+        **kwargs
+            Regularizer keyword arguments (dropout or noise change the
+            probabilities the graph computes).
 
         Returns
         -------
@@ -191,9 +236,17 @@ class Classifier(graph.Network):
     def predict_logit(self, x, **kwargs):
         """Return the output layer's values before the softmax (``out:pre``).
 
+        Parameters
+        ----------
+        x : ndarray
+            Inputs.
+        **kwargs
+            As for :meth:`predict_proba`.
+
         Returns
         -------
         ndarray
+            The unnormalised class scores (logits), one row per input.
         """
         return self._predict_output(x, self.layers[-1].full_name("pre"), **kwargs)
 
@@ -247,6 +300,12 @@ class Autoencoder(graph.Network):
     holds only inputs (and weights for a weighted loss). Tied layers such as
     ``[784, 256, ('tied', 784)]`` share the encoder's weights.
 
+    Parameters
+    ----------
+    layers, loss, weighted, rng, **kwargs
+        As for :class:`theanets.graph.Network`; the loss, ``'mse'`` by
+        default, has the input as its target.
+
     Examples
     --------
     >>> net = Autoencoder([6, (3, 'sigmoid'), ('tied', 6)])
@@ -255,7 +314,23 @@ class Autoencoder(graph.Network):
     """
 
     def add_loss(self, loss=None, **kwargs):
-        """Add a loss whose target is, by default, the network input."""
+        """Add a loss whose target is, by default, the network input.
+
+        Parameters
+        ----------
+        loss : str or :class:`theanets.losses.Loss`
+            A registered loss name or an instance (an instance is used as
+            it is, with its own target).
+        **kwargs
+            Keyword arguments for the loss constructor, as for
+            :meth:`theanets.graph.Network.add_loss`; without ``target``,
+            the target is the network's first input.
+
+        Returns
+        -------
+        :class:`theanets.losses.Loss`
+            The loss added.
+        """
         if not isinstance(loss, util.Registrar) and "target" not in kwargs and self.inputs:
             kwargs["target"] = self.inputs[0]
         return super().add_loss(loss, **kwargs)

@@ -184,9 +184,11 @@ class Network:
     rng : int or RandomState, optional
         Seed for initial parameter values; each layer built from an integer
         seed draws from its own fresh ``RandomState(seed)``. Default 13.
-    hidden_activation, output_activation : str, optional
-        Default activations of hidden and output layers (compatibility with
-        the 0.7 constructor; per-layer specs take precedence).
+    **kwargs
+        Only ``hidden_activation`` and ``output_activation`` (str): default
+        activations of hidden and output layers, for compatibility with the
+        0.7 constructor (per-layer specs take precedence). Any other keyword
+        raises :class:`~theanets.util.ConfigurationError`.
 
     Attributes
     ----------
@@ -472,7 +474,18 @@ class Network:
         return len(shapes[full]) + 1
 
     def set_loss(self, *args, **kwargs):
-        """Replace all losses by a single new one (see :meth:`add_loss`)."""
+        """Replace all losses by a single new one (see :meth:`add_loss`).
+
+        Parameters
+        ----------
+        *args, **kwargs
+            The loss and its constructor arguments, as for :meth:`add_loss`.
+
+        Returns
+        -------
+        :class:`theanets.losses.Loss`
+            The new loss, now the network's only one.
+        """
         self.losses = []
         return self.add_loss(*args, **kwargs)
 
@@ -664,9 +677,18 @@ class Network:
     def updates(self, **kwargs):
         """Return the graph's extra updates for these regularizers.
 
+        Parameters
+        ----------
+        **kwargs
+            Regularizer keyword arguments (``input_noise=0.1``, ...); noise
+            and dropout regularizers add the updates of their random
+            streams.
+
         Returns
         -------
         list of (shared, expression)
+            Updates of shared variables to apply with each training step,
+            besides those of the optimizer.
         """
         regs = self._regularizers(kwargs, "updates()")
         return list(self.build_graph(regs)[1])
@@ -676,12 +698,16 @@ class Network:
 
         Parameters
         ----------
-        monitors : dict or sequence of (pattern, levels) pairs, optional
-            Each glob ``pattern`` is matched against the graph's output names
-            (``'hid1:out'``) and then against the parameter names
-            (``'hid1.w'``; ``'*.w'`` gives ``hid1.w``, ``hid2.w``, ...,
-            ``out.w`` in layer order). For every match, ``levels`` says what
-            to report:
+        **kwargs
+            ``monitors`` (described below) and regularizer keyword arguments
+            (the monitors see the graph these build, e.g. with dropout).
+
+            ``monitors`` (optional) is a dict or a sequence of ``(pattern,
+            levels)`` pairs. Each glob ``pattern`` is matched against the
+            graph's output names (``'hid1:out'``) and then against the
+            parameter names (``'hid1.w'``; ``'*.w'`` gives ``hid1.w``,
+            ``hid2.w``, ..., ``out.w`` in layer order). For every match,
+            ``levels`` says what to report:
 
             - a number ``v``: the fraction of entries below ``v``, as
               ``'<name><v'``;
@@ -691,9 +717,6 @@ class Network:
             - a bare callable: the same, labelled with its ``__name__``.
 
             Lists may mix numbers and pairs.
-        **kwargs
-            Regularizer keyword arguments (the monitors see the graph they
-            build, e.g. with dropout).
 
         Returns
         -------
@@ -1041,6 +1064,17 @@ class Network:
     def score(self, x, y, w=None, **kwargs):
         """Score the network's output on some data (overridden by models).
 
+        Parameters
+        ----------
+        x : ndarray
+            Input data.
+        y : ndarray
+            Target values for the network's output.
+        w : ndarray, optional
+            Weights of the target values, for weighted losses.
+        **kwargs
+            Other arguments of the model's scoring method.
+
         Returns
         -------
         float
@@ -1063,7 +1097,14 @@ class Network:
     ):
         """Train the network, yielding monitor values after each epoch.
 
-        See :func:`theanets.trainer.itertrain` for every argument.
+        Training advances as the generator is iterated, so a loop over it
+        may stop whenever the values it sees are good enough.
+
+        Parameters
+        ----------
+        train, valid, algo, subalgo, save_every, save_progress, **kwargs
+            The data and training options, passed on unchanged; see
+            :func:`theanets.trainer.itertrain` for each of them.
 
         Yields
         ------
@@ -1085,7 +1126,10 @@ class Network:
     def train(self, *args, **kwargs):
         """Train the network until done; return the last monitor values.
 
-        Takes the same arguments as :meth:`itertrain`.
+        Parameters
+        ----------
+        *args, **kwargs
+            The same arguments as :meth:`itertrain`.
 
         Returns
         -------

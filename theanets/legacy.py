@@ -133,6 +133,12 @@ class LegacyObject:
     Creating an instance, setting its state or adding items only records the
     data; nothing else happens.
 
+    Parameters
+    ----------
+    *args, **kwargs
+        The arguments the pickle creates the object with; they are recorded
+        in :attr:`legacy_args` and :attr:`legacy_kwargs`.
+
     Attributes
     ----------
     legacy_path : str
@@ -169,11 +175,23 @@ class LegacyObject:
         object.__setattr__(self, "legacy_state", state)
 
     def append(self, item):
-        """Record an item appended by the pickle."""
+        """Record an item appended by the pickle.
+
+        Parameters
+        ----------
+        item : object
+            The item, kept at the end of :attr:`legacy_items`.
+        """
         self.legacy_items.append(item)
 
     def extend(self, items):
-        """Record items appended by the pickle."""
+        """Record items appended by the pickle.
+
+        Parameters
+        ----------
+        items : iterable
+            The items, added in order to the end of :attr:`legacy_items`.
+        """
         self.legacy_items.extend(items)
 
     def __setitem__(self, key, value):
@@ -213,7 +231,29 @@ class LegacyUnpickler(_unpickle.AllowListUnpickler):
         self._stand_ins = {}
 
     def find_class(self, module, name):
-        """Return a stand-in for Theano and theanets globals, else defer to the allow-list."""
+        """Return a stand-in for Theano and theanets globals, else defer to the allow-list.
+
+        Parameters
+        ----------
+        module, name : str
+            The module and name of a global the pickle refers to, as the
+            pickle spells them (a Python 2 name is mapped to Python 3).
+
+        Returns
+        -------
+        object
+            For a ``theano.*`` or ``theanets.*`` global, the
+            :class:`LegacyObject` subclass standing in for it (the same one
+            each time the file names it); for ``copyreg._reconstructor`` a
+            version that builds stand-ins safely; otherwise whatever
+            :meth:`~theanets._unpickle.AllowListUnpickler.find_class`
+            allows.
+
+        Raises
+        ------
+        UnsafePickleError
+            For a global outside the allow-list.
+        """
         module, name = _unpickle.python3_name(module, name)
         if module.split(".", 1)[0] in ("theano", "theanets"):
             path = f"{module}.{name}"

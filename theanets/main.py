@@ -50,18 +50,59 @@ class Experiment:
             )
 
     def train(self, *args, **kwargs):
-        """Train the network; see :meth:`theanets.graph.Network.train`."""
+        """Train the network; see :meth:`theanets.graph.Network.train`.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            Training data and options, passed on to the network.
+
+        Returns
+        -------
+        (dict, dict)
+            Training and validation monitor values from the last epoch.
+        """
         return self.network.train(*args, **kwargs)
 
     def itertrain(self, *args, **kwargs):
-        """Train the network step by step; see :meth:`theanets.graph.Network.itertrain`."""
+        """Train the network step by step; see :meth:`theanets.graph.Network.itertrain`.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            The training data and options of :meth:`train`.
+
+        Returns
+        -------
+        generator of (dict, dict)
+            Yields the training and validation monitor values after each
+            epoch; training advances as it is iterated.
+        """
         return self.network.itertrain(*args, **kwargs)
 
     def save(self, path):
-        """Save the network; see :meth:`theanets.graph.Network.save`."""
+        """Save the network; see :meth:`theanets.graph.Network.save`.
+
+        Parameters
+        ----------
+        path : str, path or file object
+            Where to save; the file name's suffix picks the format.
+        """
         self.network.save(path)
 
     def load(self, path):
-        """Replace the network by one loaded from ``path`` and return it."""
+        """Replace the network by one loaded from ``path`` and return it.
+
+        Parameters
+        ----------
+        path : str, path or file object
+            A saved model, in any format :meth:`theanets.graph.Network.load`
+            reads.
+
+        Returns
+        -------
+        :class:`theanets.graph.Network`
+            The loaded network, now this experiment's :attr:`network`.
+        """
         self.network = graph.Network.load(path)
         return self.network

@@ -67,6 +67,11 @@ class Regressor(_SequenceData, feedforward.Regressor):
     Targets have shape ``(batch, time, outputs)``; the default loss is the
     mean squared error over every time step.
 
+    Parameters
+    ----------
+    layers, loss, weighted, rng, **kwargs
+        As for :class:`theanets.feedforward.Regressor`.
+
     Examples
     --------
     >>> import numpy as np
@@ -78,6 +83,12 @@ class Regressor(_SequenceData, feedforward.Regressor):
 
 class Autoencoder(_SequenceData, feedforward.Autoencoder):
     """A recurrent model trained to reproduce its input sequences.
+
+    Parameters
+    ----------
+    layers, loss, weighted, rng, **kwargs
+        As for :class:`theanets.feedforward.Autoencoder`: the loss compares
+        the output sequences with the input sequences.
 
     Examples
     --------
@@ -96,6 +107,12 @@ class Classifier(_SequenceData, feedforward.Classifier):
     shape ``(batch, time)``, :meth:`predict_proba` and
     :meth:`predict_logit` arrays of shape ``(batch, time, classes)``, and
     :meth:`score` the accuracy over all time steps.
+
+    Parameters
+    ----------
+    layers, loss, weighted, rng, **kwargs
+        As for :class:`theanets.feedforward.Classifier` (cross-entropy of
+        the labels of every time step by default).
 
     Examples
     --------

@@ -205,6 +205,11 @@ class RestrictedUnpickler(_unpickle.AllowListUnpickler):
     package's network classes, raises :class:`LegacyPickleError` (a
     subclass): such files are read by :class:`theanets.legacy.LegacyUnpickler`
     instead.
+
+    Parameters
+    ----------
+    file, fix_imports, encoding, errors, buffers
+        As for :class:`pickle.Unpickler`, which reads the pickle from ``file``.
     """
 
     def theanets_global(self, module, name):

@@ -134,7 +134,25 @@ class OptimizerTrainer:
         return cache[key]
 
     def itertrain(self, train, valid=None, **kwargs):
-        """Yield ``(train_monitors, valid_monitors)`` after each epoch."""
+        """Yield ``(train_monitors, valid_monitors)`` after each epoch.
+
+        Parameters
+        ----------
+        train : list of arrays, callable or :class:`theanets.optimizers.Dataset`
+            Training data, as for :func:`itertrain`.
+        valid : same kinds as ``train``, optional
+            Validation data; defaults to the training data.
+        **kwargs
+            Optimizer options (``learning_rate``, ``batch_size``,
+            ``patience``, ...), regularizer keyword arguments, ``monitors``
+            and ``monitor_gradients``; the regularizers and monitors select
+            the compiled optimizer, the rest go to its ``iterate``.
+
+        Yields
+        ------
+        (dict, dict)
+            Training and validation monitor values, by monitor name.
+        """
         graph_kwargs, opt_kwargs = _split_kwargs(kwargs, self.algo)
         monitor_gradients = kwargs.get("monitor_gradients", False)
         opt = self._optimizer(dict(graph_kwargs), monitor_gradients)
@@ -251,7 +269,23 @@ class SupervisedPretrainer(_StagedTrainer):
         yield "all", net
 
     def itertrain(self, train, valid=None, **kwargs):
-        """Train each stage in turn, yielding every stage's monitors."""
+        """Train each stage in turn, yielding every stage's monitors.
+
+        Parameters
+        ----------
+        train, valid
+            Training and validation data, as for
+            :meth:`OptimizerTrainer.itertrain`; each stage trains on them.
+        **kwargs
+            Training options for every stage, as for
+            :meth:`OptimizerTrainer.itertrain`.
+
+        Yields
+        ------
+        (dict, dict)
+            Training and validation monitor values after each epoch of each
+            stage, the whole network's last.
+        """
         yield from self._run_stages(train, valid, kwargs)
 
 
@@ -302,7 +336,23 @@ class UnsupervisedPretrainer(_StagedTrainer):
             yield name, _reused_stage(net, ("pretrain", name), functools.partial(build, depth))
 
     def itertrain(self, train, valid=None, **kwargs):
-        """Pretrain each encoder layer, then train the whole network."""
+        """Pretrain each encoder layer, then train the whole network.
+
+        Parameters
+        ----------
+        train, valid
+            The data, as for :meth:`OptimizerTrainer.itertrain`; the
+            pretraining stages use only the inputs of both.
+        **kwargs
+            Options for the optimizer of the pretraining stages and of the
+            final training (see :meth:`OptimizerTrainer.itertrain`).
+
+        Yields
+        ------
+        (dict, dict)
+            Training and validation monitor values after each epoch of each
+            stage, then of the training of the whole network.
+        """
         n_inputs = len(self.network.inputs)
 
         def inputs_only(data):
@@ -343,7 +393,32 @@ class SampleTrainer:
         self.network = network
 
     def itertrain(self, train, valid=None, **kwargs):
-        """Sample the weights, then yield the monitors once."""
+        """Sample the weights, then yield the monitors once.
+
+        Parameters
+        ----------
+        train : list of arrays
+            Training data: inputs, then targets for a model that has them
+            (a callable or a :class:`theanets.optimizers.Dataset` is
+            refused).
+        valid : optional
+            Not used.
+        **kwargs
+            Only ``rng`` (an int seed or a RandomState) is used, to choose
+            the examples; by default the network's ``rng``. Other training
+            options are ignored.
+
+        Yields
+        ------
+        (dict, dict)
+            Once: ``{'loss': value}`` on the training data after sampling,
+            as both the training and the validation monitors.
+
+        Raises
+        ------
+        ConfigurationError
+            If the training data are not arrays.
+        """
         net = self.network
         rng = kwargs.get("rng")
         rng = util.resolve_rng(

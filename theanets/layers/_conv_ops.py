@@ -279,7 +279,20 @@ class _PatchOp(_CompiledOp):
         super().__init__()
 
     def out_lengths(self, shape):
-        """Number of output positions along both spatial axes for an input ``shape``."""
+        """Number of output positions along both spatial axes for an input ``shape``.
+
+        Parameters
+        ----------
+        shape : sequence
+            Shape ``(batch, n_1, n_2, C)`` of the input; the spatial lengths
+            may be None (unknown) or symbolic.
+
+        Returns
+        -------
+        (m_1, m_2)
+            The number of (padded) patch positions, ``stride`` apart, along
+            each spatial axis; None where the input length is None.
+        """
         return tuple(
             _out_length(shape[1 + i], k, s, *pad)
             for i, (k, s, pad) in enumerate(zip(self.window, self.stride, self.padding))
@@ -345,6 +358,11 @@ class Col2im(_PatchOp):
 
     Inputs: ``rows`` (as :class:`Im2col` makes them) and ``like``, an array
     of the input's shape whose values are not used.
+
+    Parameters
+    ----------
+    window, stride, padding
+        As for the :class:`Im2col` whose rows are added back.
     """
 
     _kernel = _col2im
@@ -393,7 +411,20 @@ class _PoolOp(_CompiledOp):
         super().__init__()
 
     def out_lengths(self, shape):
-        """Number of whole windows along both spatial axes for an input ``shape``."""
+        """Number of whole windows along both spatial axes for an input ``shape``.
+
+        Parameters
+        ----------
+        shape : sequence
+            The input's ``(batch, n_1, n_2, C)``, with None (unknown) or
+            symbolic spatial lengths allowed.
+
+        Returns
+        -------
+        tuple
+            ``(n - k) // s + 1`` for each spatial axis: the windows, ``s``
+            apart, that fit entirely inside the input (None for None).
+        """
         return tuple(
             _out_length(shape[1 + i], k, s, 0, 0)
             for i, (k, s) in enumerate(zip(self.window, self.stride))
@@ -489,6 +520,11 @@ class PoolGrad(_WindowMap):
     gradient (for second derivatives) is :class:`MaxGather` or a sum
     pooling, and does not depend on ``x`` and ``out`` otherwise (they only
     select the maximal elements).
+
+    Parameters
+    ----------
+    window, stride, mode
+        As for the :class:`Pool` whose gradient this is.
     """
 
     _kernel = _pool_grad
@@ -509,6 +545,12 @@ class MaxGather(_WindowMap):
     The adjoint of :class:`PoolGrad` for max pooling (and its gradient):
     inputs ``x``, the pooled ``out`` and ``values`` of the shape of ``x``;
     the output has the shape of ``out``.
+
+    Parameters
+    ----------
+    window, stride, mode
+        As for the max :class:`Pool` that made ``out``; the mode itself is
+        not used (the map always gathers at the maxima).
     """
 
     _kernel = _pool_grad
@@ -622,7 +664,18 @@ class FilterBankGrad(_ConvOp):
 
 
 def as_4d(x):
-    """View ``(batch, time, C)`` data as ``(batch, 1, time, C)``; 4-D data is returned as is."""
+    """View ``(batch, time, C)`` data as ``(batch, 1, time, C)``; 4-D data is returned as is.
+
+    Parameters
+    ----------
+    x : TensorVariable
+        Channels-last data with one or two spatial axes.
+
+    Returns
+    -------
+    TensorVariable
+        ``x`` with two spatial axes, the first of length 1 if it had one.
+    """
     if x.ndim == 3:
         return pt.expand_dims(x, 1)
     return x
@@ -633,6 +686,22 @@ def patches(x, window, stride, padding):
 
     One spatial axis is handled as the second axis of two, with a window,
     stride and padding of 1, 1 and 0 along the first.
+
+    Parameters
+    ----------
+    x : TensorVariable
+        Data of shape ``(batch, n, C)`` or ``(batch, n_1, n_2, C)``.
+    window, stride : tuple of int
+        Patch length and step along each spatial axis of ``x``.
+    padding : tuple of (int, int)
+        Zeros ``(before, after)`` added along each spatial axis of ``x``.
+
+    Returns
+    -------
+    TensorVariable
+        The matrix of patches, one row per output position (batch first,
+        then the spatial positions in row-major order) and one column per
+        filter offset and channel.
     """
     if x.ndim == 3:
         window, stride, padding = (1, *window), (1, *stride), ((0, 0), *padding)
@@ -640,7 +709,24 @@ def patches(x, window, stride, padding):
 
 
 def pool(x, window, stride, mode):
-    """Pool 3-D or 4-D channels-last data with :class:`Pool`."""
+    """Pool 3-D or 4-D channels-last data with :class:`Pool`.
+
+    Parameters
+    ----------
+    x : TensorVariable
+        Sequences ``(batch, n, C)`` or images ``(batch, n_1, n_2, C)``.
+    window : tuple of int
+        Window length along each spatial axis of ``x``.
+    stride : tuple of int
+        Step between windows along each spatial axis.
+    mode : {'max', 'sum', 'average'}
+        How each window is reduced.
+
+    Returns
+    -------
+    TensorVariable
+        The pooled data, with as many axes as ``x`` and the same channels.
+    """
     if x.ndim == 3:
         out = Pool((1, *window), (1, *stride), mode)(as_4d(x))
         return out[:, 0]

@@ -253,8 +253,8 @@ def pool(x, window, stride, mode, impl="fused"):
     Returns
     -------
     tensor of shape (batch, m_1, ..., m_d, channels)
-        with :math:`m = \\lfloor (n - p) / s \\rfloor + 1`: windows that do not
-        fit entirely inside the input are left out.
+        With :math:`m = \\lfloor (n - p) / s \\rfloor + 1` along each spatial
+        axis: windows that do not fit entirely inside the input are left out.
 
     Notes
     -----
@@ -342,6 +342,9 @@ class Convolution(_Spatial, Layer):
         length :math:`n` and filter length :math:`k` the output (before
         striding) has :math:`n - k + 1`, :math:`n + k - 1` or :math:`n`
         positions.
+    inputs, name, activation
+        As for :class:`~theanets.layers.Layer` (the activation defaults to
+        ``'relu'``).
     impl : {'fused', 'slices', 'scatter'}, optional
         How the patches are cut and their gradient added back onto the input
         (all give the same values): ``'fused'`` (default) uses one compiled
@@ -351,9 +354,9 @@ class Convolution(_Spatial, Layer):
         (both made of PyTensor's own operations, which every backend can
         compile).
     **kwargs
-        Other :class:`~theanets.layers.Layer` arguments (``inputs``, ``name``,
-        ``activation``, ``mean``, ``std``, ``sparsity`` and their ``_w``
-        forms, ``mean_b``, ``std_b``).
+        Other :class:`~theanets.layers.Layer` arguments (``rng``, ``mean``,
+        ``std``, ``sparsity`` and their ``_w`` forms, ``mean_b``,
+        ``std_b``).
 
     Notes
     -----
@@ -468,7 +471,19 @@ class Convolution(_Spatial, Layer):
         return self.find("w")
 
     def transform(self, inputs):
-        """Compute ``pre`` (convolution plus bias) and ``out``."""
+        """Compute ``pre`` (convolution plus bias) and ``out``.
+
+        Parameters
+        ----------
+        inputs : dict
+            Graph outputs by full name, the layer's input among them.
+
+        Returns
+        -------
+        dict
+            ``pre`` and ``out``, both of shape ``(batch, *spatial, filters)``
+            (:attr:`output_shape` after the batch axis).
+        """
         x = self._only_input(inputs)
         products, shape = _conv_products(
             x,
@@ -531,6 +546,8 @@ class Conv1(Convolution):
         Step between output time steps (default 1).
     border_mode : {'valid', 'full', 'same'}, optional
         See :class:`Convolution`.
+    inputs, name, activation, impl, **kwargs
+        As for :class:`Convolution`.
 
     Notes
     -----
@@ -588,7 +605,7 @@ class Conv2(Convolution):
         Filter width and height (an int means a square filter).
     stride : int or (int, int), optional
         Step between output positions (default 1).
-    border_mode : {'valid', 'full', 'same'}, optional
+    border_mode, inputs, name, activation, impl, **kwargs
         See :class:`Convolution`.
 
     Notes
@@ -623,10 +640,17 @@ class Pooling(_Spatial, Layer):
         Step between windows; defaults to ``pool_size`` (windows that do not
         overlap).
     mode : {'max', 'sum', 'average'}, optional
-        How each window is reduced (default ``'max'``).
+        How each window is reduced (default ``'max'``). ``'mean'``,
+        ``'average_inc_pad'`` and ``'average_exc_pad'`` are other names of
+        ``'average'``.
+    size : int, optional
+        Number of channels; pooling keeps them, so a size different from
+        the input's channels is an error. Usually left out.
+    inputs, name, activation
+        As for :class:`~theanets.layers.Layer`, except that the activation
+        is linear by default.
     **kwargs
-        Other :class:`~theanets.layers.Layer` arguments (``inputs``,
-        ``name``, ``activation`` -- linear by default).
+        Other :class:`~theanets.layers.Layer` arguments, such as ``rng``.
 
     Notes
     -----
@@ -691,7 +715,20 @@ class Pooling(_Spatial, Layer):
         return (*out, shape[-1])
 
     def transform(self, inputs):
-        """Compute ``pre`` (the pooled input) and ``out``."""
+        """Compute ``pre`` (the pooled input) and ``out``.
+
+        Parameters
+        ----------
+        inputs : dict
+            Maps full output names to expressions; the one this layer reads
+            is pooled.
+
+        Returns
+        -------
+        dict
+            The pooled values as ``pre`` and their activation as ``out``,
+            each with the channels of the input.
+        """
         x = self._only_input(inputs)
         pre = pool(x, self.pool_size, self.stride, self.mode)
         return dict(pre=pre, out=self.activate(pre))
@@ -726,6 +763,8 @@ class Pool1(Pooling):
         Step between windows (default ``pool_size``).
     mode : {'max', 'sum', 'average'}, optional
         Default ``'max'``.
+    size, inputs, name, activation, **kwargs
+        As for :class:`Pooling`.
 
     Examples
     --------
@@ -757,6 +796,8 @@ class Pool2(Pooling):
         ``pool_size``, so that the windows tile the image.
     mode : {'max', 'sum', 'average'}, optional
         The reduction over each window, ``'max'`` unless given.
+    size, inputs, name, activation, **kwargs
+        As for :class:`Pooling`.
 
     Examples
     --------

@@ -36,6 +36,12 @@ class RProp(Optimizer):
       bounds :math:`\Delta_-, \Delta_+` on every step size;
     - ``learning_rate`` (default 1e-4): the initial step size.
 
+    Parameters
+    ----------
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~theanets.optimizers.Optimizer`; each parameter element gets a step
+        size and a copy of its last gradient.
+
     Notes
     -----
     Only the sign of the gradient is used. Each parameter element keeps its own
@@ -122,6 +128,12 @@ class ADAGRAD(Optimizer):
     (besides the shared options): ``learning_rate`` (default 1e-4) and
     ``rms_regularizer`` (default 1e-8), the :math:`\epsilon` below.
 
+    Parameters
+    ----------
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~theanets.optimizers.Optimizer`; each parameter gets a running sum of
+        its squared gradients.
+
     Notes
     -----
     With :math:`G` the running sum of squared gradients (starting at 0),
@@ -167,6 +179,12 @@ class RMSProp(Optimizer):
     (besides the shared options): ``learning_rate`` (default 1e-4),
     ``rms_halflife`` (default 14) giving :math:`\gamma = e^{-\ln 2/h}`, and
     ``rms_regularizer`` (default 1e-8), the :math:`\epsilon` below.
+
+    Parameters
+    ----------
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~theanets.optimizers.Optimizer`; each parameter gets moving averages
+        of its gradient and of its square.
 
     Notes
     -----
@@ -222,6 +240,12 @@ class ADADELTA(RMSProp):
     :math:`\gamma = e^{-\ln 2/h}`, and ``rms_regularizer`` (default 1e-8), the
     :math:`\epsilon` below. ``learning_rate`` is accepted but not used.
 
+    Parameters
+    ----------
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~theanets.optimizers.Optimizer`; each parameter gets moving averages
+        of its squared gradients and of its squared steps.
+
     Notes
     -----
     With moving averages of squared gradients :math:`s` and of squared steps
@@ -270,6 +294,12 @@ class ESGD(RMSProp):
     :func:`pytensor.gradient.pullback`) or ``'grad'`` (the gradient of
     :math:`g \cdot r`). All three compute the same product. ``rng`` reseeds the
     random probe vectors.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        The loss, parameters, inputs and options, as for
+        :class:`~theanets.optimizers.Optimizer`.
 
     Notes
     -----
@@ -397,6 +427,12 @@ class Adam(Optimizer):
     - ``rms_regularizer`` (default 1e-8) or ``epsilon``: :math:`\epsilon \ge 0`;
     - ``beta1_decay`` (default 1): :math:`\lambda \in (0, 1]`, which shrinks
       :math:`\beta_1` a little every update (1 leaves it constant).
+
+    Parameters
+    ----------
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~theanets.optimizers.Optimizer`; each parameter gets its two moment
+        estimates and a count of its updates.
 
     Raises
     ------

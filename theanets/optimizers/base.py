@@ -201,8 +201,9 @@ class Optimizer(TrainingLoop, util.Registrar):
     #: Hyperparameters that change the structure of the graph (not just a value).
     structural = ()
 
-    #: Pairs of keyword arguments that set the same quantity in two ways; at
-    #: most one of each pair may be given to :meth:`iterate`.
+    #: Pairs of keyword arguments that set the same quantity in two ways.
+    #:
+    #: At most one of each pair may be given to :meth:`iterate`.
     exclusive = ()
 
     def __init__(

@@ -199,7 +199,7 @@ class Dataset:
 
     @property
     def num_batches(self):
-        """int: Number of distinct batches (1 for a callable's unknown supply)."""
+        """Number of distinct batches (an int; for a callable, its :attr:`iteration_size`)."""
         return len(self._slices) if self._callable is None else self.iteration_size
 
     def __len__(self):

@@ -13,6 +13,12 @@ class SGD(Optimizer):
     ``learning_rate`` (default 1e-4), ``momentum`` (0), ``nesterov`` (False)
     and the options shared by every optimizer.
 
+    Parameters
+    ----------
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~theanets.optimizers.Optimizer`; with momentum, each parameter also
+        gets a velocity.
+
     Notes
     -----
     The step for a parameter :math:`\theta` with gradient
@@ -48,6 +54,11 @@ class NAG(SGD):
     This is :class:`SGD` with ``nesterov=True`` always; ``momentum`` (default
     0, as in ``downhill``) should be set to a positive value, otherwise the
     updates are plain SGD.
+
+    Parameters
+    ----------
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`SGD`.
 
     Raises
     ------

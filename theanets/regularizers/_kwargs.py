@@ -116,32 +116,36 @@ def from_kwargs(network, **kwargs):
     ----------
     network : :class:`theanets.graph.Network`
         The model; its layers define "input", "hidden" and "output".
-    input_dropout, hidden_dropout, output_dropout : float or dict, optional
-        :class:`BernoulliDropout` with that drop probability on the ``:out``
-        of the input layers, the hidden layers (neither input nor last) or
-        the output layer. A dict gives constructor arguments instead.
-    input_noise, hidden_noise, output_noise : float or dict, optional
-        :class:`GaussianNoise` with that standard deviation on the same
-        outputs.
-    dropout : dict, optional
-        Maps glob patterns of graph outputs to drop probabilities, e.g.
-        ``{'hid1:out': 0.5}``.
-    noise : dict, optional
-        Maps glob patterns of graph outputs to noise standard deviations.
-    rng : int, optional
-        Seed of the random streams of dropout and noise (default
-        :data:`DEFAULT_SEED`). Every dropout or noise regularizer, and every
-        output it changes, draws from its own stream derived from this seed.
-    regularizers : list or dict, optional
-        A list of :class:`Regularizer` instances, used as they are, or a
-        dict of more keyword arguments, merged with the others.
-    <name> : float, dict or Regularizer, optional
-        Any registered regularizer name or alias (``weight_l2``,
-        ``weight_decay``, ``weight_l1``, ``weight_sparsity``, ``hidden_l1``,
-        ``hidden_sparsity``, ``contractive``, ``recurrent_norm``,
-        ``recurrent_state``, ``bernoullidropout``, ``gaussiannoise``, or the
-        lowercase name of a user subclass): a number is the weight, a dict
-        holds constructor arguments.
+    **kwargs
+        The regularizers to build, by keyword; each is optional, and any
+        other keyword is ignored:
+
+        ``input_dropout``, ``hidden_dropout``, ``output_dropout`` : float or dict
+            :class:`BernoulliDropout` with that drop probability on the ``:out``
+            of the input layers, the hidden layers (neither input nor last) or
+            the output layer. A dict gives constructor arguments instead.
+        ``input_noise``, ``hidden_noise``, ``output_noise`` : float or dict
+            :class:`GaussianNoise` with that standard deviation on the same
+            outputs.
+        ``dropout`` : dict
+            Maps glob patterns of graph outputs to drop probabilities, e.g.
+            ``{'hid1:out': 0.5}``.
+        ``noise`` : dict
+            Maps glob patterns of graph outputs to noise standard deviations.
+        ``rng`` : int
+            Seed of the random streams of dropout and noise (default
+            :data:`DEFAULT_SEED`). Every dropout or noise regularizer, and every
+            output it changes, draws from its own stream derived from this seed.
+        ``regularizers`` : list or dict
+            A list of :class:`Regularizer` instances, used as they are, or a
+            dict of more keyword arguments, merged with the others.
+        ``<name>`` : float, dict or Regularizer
+            Any registered regularizer name or alias (``weight_l2``,
+            ``weight_decay``, ``weight_l1``, ``weight_sparsity``, ``hidden_l1``,
+            ``hidden_sparsity``, ``contractive``, ``recurrent_norm``,
+            ``recurrent_state``, ``bernoullidropout``, ``gaussiannoise``, or the
+            lowercase name of a user subclass): a number is the weight, a dict
+            holds constructor arguments.
 
     Returns
     -------

@@ -111,6 +111,20 @@ class _RandomRewrite:
         return pytensor.shared(np.random.default_rng(seq), name=f"{name}{self._SUFFIX}-rng")
 
     def modify_graph(self, outputs):
+        """Replace each matching float output by its randomly changed version.
+
+        The output unchanged is kept under its name with the class's suffix
+        (``'hid1:out-predrop'``, ...) and the step of each new random
+        stream is kept for :meth:`pop_updates`. A zero weight changes
+        nothing; matching outputs that are not dense float tensors are left
+        alone (with a warning for sparse ones).
+
+        Parameters
+        ----------
+        outputs : dict
+            Maps the fully scoped names of one layer's outputs to their
+            expressions; changed in place.
+        """
         if not self.weight:
             return
         for name in match_names(list(outputs), self.pattern):
@@ -132,6 +146,14 @@ class _RandomRewrite:
             outputs[name] = new
 
     def pop_updates(self):
+        """Return and forget the random stream updates made since the last call.
+
+        Returns
+        -------
+        list of (shared variable, expression)
+            One pair per output changed by :meth:`modify_graph`: its
+            stream's random generator and the generator's next state.
+        """
         updates, self._updates = self._updates, []
         return updates
 
@@ -323,14 +345,14 @@ class GaussianNoise(_RandomRewrite, Regularizer):
 def uses_streams(cls):
     """Tell whether a regularizer class draws from random streams (and takes an ``rng``).
 
-    Parameters
-    ----------
-    cls : type
-        A :class:`~theanets.regularizers.Regularizer` subclass.
+    The argument, ``cls``, is a :class:`~theanets.regularizers.Regularizer`
+    subclass (a first argument of that name is read as a class method's
+    implicit argument, so it has no Parameters entry here).
 
     Returns
     -------
     bool
+        True for the dropout and noise classes and their subclasses.
     """
     return issubclass(cls, _RandomRewrite)
 

@@ -58,6 +58,22 @@ class _WeightPenalty:
             )
 
     def loss(self, layers, outputs):
+        """Compute the penalty: the mean over the matching weights of each one's term.
+
+        Parameters
+        ----------
+        layers : list of :class:`theanets.layers.Layer`
+            The model's layers, whose parameters are matched.
+        outputs : dict
+            Not used: this penalty reads parameters only.
+
+        Returns
+        -------
+        scalar expression or number
+            The average, over the parameters with more than one axis whose
+            names match :attr:`pattern` (every weight by default), of the
+            mean penalty of their entries; 0 if no weight matches.
+        """
         params = self._matched_params(layers)
         if not params:
             return 0
@@ -281,6 +297,22 @@ class HiddenL1(_OutputPenalty, Regularizer):
     __extra_registration_keys__ = ["hidden_l1", "hidden_sparsity"]
 
     def loss(self, layers, outputs):
+        """Compute the penalty: the mean absolute value of the matching outputs.
+
+        Parameters
+        ----------
+        layers : list of :class:`theanets.layers.Layer`
+            The model's layers; without a pattern, the outputs of the hidden
+            ones (neither input nor last) are penalized.
+        outputs : dict
+            Graph outputs by full name (``'hid1:out'``, ...).
+
+        Returns
+        -------
+        scalar expression or number
+            The mean absolute value of each matching output, averaged over
+            those outputs; 0 if none matches.
+        """
         matched = self._matched_outputs(layers, outputs)
         if not matched:
             return 0
@@ -434,6 +466,31 @@ class Contractive(_OutputPenalty, Regularizer):
             )
 
     def loss(self, layers, outputs):
+        """Compute the penalty: squared Jacobian norms of the matching outputs.
+
+        Parameters
+        ----------
+        layers : list of :class:`theanets.layers.Layer`
+            The model's layers: the hidden ones give the default pattern,
+            and the input layers matching ``wrt`` the variables the
+            derivatives are taken with respect to.
+        outputs : dict
+            Graph outputs (as the regularizers rewrote them) by full name.
+
+        Returns
+        -------
+        scalar expression or number
+            For each matching output, the batch mean of the squared
+            Frobenius norm of its Jacobian with respect to the matching
+            inputs, averaged over the outputs; 0 if no output or no input
+            matches.
+
+        Raises
+        ------
+        ConfigurationError
+            If a matching input layer is sparse (it cannot be
+            differentiated).
+        """
         matched = self._matched_outputs(layers, outputs)
         inputs = self._matched_inputs(layers)
         if not matched or not inputs:
@@ -487,6 +544,28 @@ class _RecurrentPenalty(_OutputPenalty):
                 raise self._not_3d(name, len(shapes[name]) + 1)
 
     def loss(self, layers, outputs):
+        """Compute the penalty on the changes over time of the matching outputs.
+
+        Parameters
+        ----------
+        layers : list of :class:`theanets.layers.Layer`
+            The model's layers (the explicit pattern alone picks the
+            outputs).
+        outputs : dict
+            Every graph output's expression, by fully scoped name; those
+            matching the pattern must be 3-D.
+
+        Returns
+        -------
+        scalar expression or number
+            The class's term for each matching output, averaged over those
+            outputs; 0 if none matches.
+
+        Raises
+        ------
+        ConfigurationError
+            If a matching output is not 3-D ``(batch, time, units)``.
+        """
         matched = self._matched_outputs(layers, outputs)
         if not matched:
             return 0

@@ -6,19 +6,12 @@ shuffled order, or calls a user function that produces each batch itself.
 """
 
 import numpy as np
+import pytensor
 import scipy.sparse
 
 from .. import util
-from ._checks import check_count
 
 __all__ = ["Dataset"]
-
-
-def _resolve_rng(rng):
-    """Return a NumPy random source from a seed, a RandomState or a Generator."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return util.resolve_rng(rng)
 
 
 def _convert(array, index=None):
@@ -27,7 +20,7 @@ def _convert(array, index=None):
     Dense arrays come back C-contiguous (a copy is made only when needed);
     sparse matrices keep their format.
     """
-    float_x = str(util.FLOAT)
+    float_x = pytensor.config.floatX
     if scipy.sparse.issparse(array):
         if array.dtype.kind in "fb" and array.dtype != float_x:
             array = array.astype(float_x)
@@ -117,10 +110,12 @@ class Dataset:
 
     def __init__(self, inputs, name=None, batch_size=32, iteration_size=None, axis=0, rng=None):
         self.name = name or "dataset"
-        self.batch_size = check_count("batch_size", batch_size, 1)
-        self.iteration_size = check_count("iteration_size", iteration_size, 1, allow_none=True)
+        self.batch_size = util.check_number("batch_size", batch_size, low=1, integer=True)
+        self.iteration_size = util.check_number(
+            "iteration_size", iteration_size, low=1, integer=True, allow_none=True
+        )
         self.axis = axis
-        self.rng = _resolve_rng(rng)
+        self.rng = util.resolve_rng(rng, kind="any")
         self._callable = None
         self._arrays = None
         self._slices = []

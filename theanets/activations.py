@@ -657,12 +657,9 @@ class Maxout(Activation):
     def __init__(self, name, layer, **kwargs):
         super().__init__(name, layer, **kwargs)
         pieces = kwargs.get("pieces")
-        if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)) or pieces < 1:
-            raise util.ConfigurationError(
-                f"activation {name!r} needs a positive integer number of pieces "
-                f"(write 'maxout:K'), got pieces={pieces!r}"
-            )
-        self.pieces = int(pieces)
+        self.pieces = util.check_number(
+            "pieces", pieces, low=1, integer=True, where=f"activation {name!r} (write 'maxout:K')"
+        )
         size = self._require_layer().output_size
         rng = self.layer.rng
         self.slope = self._add_param("slope", rng.randn(size, self.pieces))

@@ -495,7 +495,7 @@ def _recurrent_options(state):
     if isinstance(direction, str) and "back" in direction.lower():
         spec["direction"] = "back"
     limit = options.get("bptt_limit")
-    if isinstance(limit, (int, np.integer)) and not isinstance(limit, bool) and limit > 0:
+    if util.is_int(limit) and limit > 0:
         spec["bptt_limit"] = int(limit)
     if isinstance(options.get("rate"), str):
         spec["rate"] = options["rate"].lower().strip()
@@ -741,7 +741,7 @@ def _master_recurrent(state, kwargs, form, spec, values, what, is_worker):
     if backwards:
         spec["direction"] = "back"
     limit = kwargs.get("bptt_limit")
-    if isinstance(limit, (int, np.integer)) and not isinstance(limit, bool) and limit > 0:
+    if util.is_int(limit) and limit > 0:
         spec["bptt_limit"] = int(limit)
     if form in ("rrnn", "scrn"):
         rate = state.get("_rate")
@@ -1078,7 +1078,7 @@ def _saved_seed(records):
             seeds.add(seed)
     if len(seeds) == 1:
         (seed,) = seeds
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if util.is_int(seed):
             return int(seed)
     return 13
 

@@ -69,13 +69,6 @@ FORMAT = "theanets"
 VERSION = 1
 
 
-def _seed(rng):
-    """The integer seed to record for a network's ``rng`` (None for a RandomState)."""
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return int(rng)
-    return None
-
-
 @graph.implements("state")
 def network_state(network):
     """Return a plain dictionary describing a network: spec and parameter values.
@@ -97,7 +90,7 @@ def network_state(network):
         "format": FORMAT,
         "version": VERSION,
         "class": f"{cls.__module__}.{cls.__qualname__}",
-        "rng": _seed(network.rng),
+        "rng": int(network.rng) if util.is_int(network.rng) else None,
         "layers": [layer.to_spec() for layer in network.layers],
         "losses": [loss.to_spec() for loss in network.losses],
         "params": {p.name: np.array(p.get_value()) for p in network.params},

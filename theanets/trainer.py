@@ -172,7 +172,7 @@ def _reused_stage(network, key, build):
     the initial values of a fresh stage would be new draws, so then a new
     stage is built every time, as before.
     """
-    if isinstance(network.rng, bool) or not isinstance(network.rng, numbers.Integral):
+    if not util.is_int(network.rng):
         return build()
     cache = _cache(network, "stages")
     full_key = (key, network.cache_key())
@@ -347,7 +347,7 @@ class SampleTrainer:
         net = self.network
         rng = kwargs.get("rng")
         rng = util.resolve_rng(
-            rng if isinstance(rng, (numbers.Integral, np.random.RandomState)) else net.rng
+            rng if util.is_int(rng) or isinstance(rng, np.random.RandomState) else net.rng
         )
         data = _as_data(net, train, "training")
         if not isinstance(data, list):
@@ -492,8 +492,7 @@ def itertrain(
         algo = kwargs.pop("algorithm")
         if isinstance(algo, (list, tuple)):
             algo = algo[0]
-    if isinstance(save_every, bool) or not isinstance(save_every, numbers.Real) or save_every < 0:
-        raise util.ConfigurationError(f"save_every must be a number >= 0, got {save_every!r}")
+    util.check_number("save_every", save_every, low=0)
     trainer = build_trainer(algo, network, subalgo)
     if not isinstance(trainer, SampleTrainer):
         check_algo = trainer.algo if isinstance(trainer, OptimizerTrainer) else subalgo

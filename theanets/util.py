@@ -483,7 +483,7 @@ def resolve_rng(rng, kind="random_state"):
     raise ConfigurationError(f"rng must be an int seed or {wanted}, got {rng!r}")
 
 
-def seed_from(rng, default=None, high=2**31 - 1):
+def seed_from(rng, default=None, high=2**31 - 1, where="rng"):
     """Return an integer seed for an ``rng`` argument.
 
     Parameters
@@ -495,6 +495,8 @@ def seed_from(rng, default=None, high=2**31 - 1):
         The seed returned for None.
     high : int, optional
         Exclusive upper bound of a drawn seed.
+    where : str, optional
+        What to name in the error message.
 
     Returns
     -------
@@ -510,14 +512,14 @@ def seed_from(rng, default=None, high=2**31 - 1):
         return default
     if is_int(rng):
         if rng < 0:
-            raise ConfigurationError(f"rng must be a non-negative seed. Received: {rng!r}")
+            raise ConfigurationError(f"{where} must be a non-negative seed. Received: {rng!r}")
         return int(rng)
     if isinstance(rng, np.random.RandomState):
         return int(rng.randint(high))
     if isinstance(rng, np.random.Generator):
         return int(rng.integers(high))
     raise ConfigurationError(
-        "rng must be an integer seed (or a NumPy RandomState/Generator to draw one from). "
+        f"{where} must be an integer seed (or a NumPy RandomState/Generator to draw one from). "
         f"Received: {rng!r}"
     )
 
@@ -560,9 +562,9 @@ def _bounds_text(low, high, low_open, high_open, integer, plain):
     if low is not None and high is not None:
         left, right = "(" if low_open else "[", ")" if high_open else "]"
         return f"{'an integer' if integer else 'a number'} in {left}{low:g}, {high:g}{right}"
-    if plain and high is None and low == 0:
+    if plain and high is None and not integer and low == 0:
         return f"a positive {noun}" if low_open else f"a non-negative {noun} (>= 0)"
-    if plain and high is None and integer and low == 1 and not low_open:
+    if plain and high is None and integer and (low, low_open) in ((1, False), (0, True)):
         return "a positive integer"
     article = "an" if integer else "a"
     if high is None:

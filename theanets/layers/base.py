@@ -485,7 +485,7 @@ class Layer(util.Registrar):
             If no parameter has that name or index.
         """
         own = self._own_params()
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if util.is_int(key):
             if -len(own) <= key < len(own):
                 return own[key]
             raise KeyError(f"layer {self.name!r} has no parameter with index {key}")

@@ -38,7 +38,6 @@ strides. Every path is exactly differentiable, to any order.
 """
 
 import itertools
-import numbers
 
 import numpy as np
 
@@ -74,9 +73,7 @@ def _positive_tuple(value, ndim, what, layer_name, default=None):
         value = default
     items = value if isinstance(value, (tuple, list)) else (value,) * ndim
     items = tuple(items)
-    if len(items) != ndim or not all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in items
-    ):
+    if len(items) != ndim or not all(util.is_int(v) and v > 0 for v in items):
         raise util.ConfigurationError(
             f"layer {layer_name!r}: {what} must be a positive integer or a tuple of {ndim} "
             f"positive integers, got {value!r}"

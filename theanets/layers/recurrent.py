@@ -158,13 +158,9 @@ class Recurrent(Layer):
                     f"{direction!r}"
                 )
         if bptt_limit is not None:
-            if (
-                isinstance(bptt_limit, bool)
-                or not isinstance(bptt_limit, numbers.Integral)
-                or (bptt_limit <= 0 and bptt_limit != -1)
-            ):
-                raise util.ConfigurationError(
-                    f"layer {name!r}: bptt_limit must be a positive integer, got {bptt_limit!r}"
+            if not (util.is_int(bptt_limit) and bptt_limit == -1):
+                util.check_number(
+                    "bptt_limit", bptt_limit, low=1, integer=True, where=f"layer {name!r}"
                 )
             bptt_limit = None if bptt_limit == -1 else int(bptt_limit)
         if impl not in _IMPLS:
@@ -480,16 +476,9 @@ class BCRNN(RNN):
 
     def __init__(self, num_modules=None, **kwargs):
         name = kwargs.get("name")
-        if isinstance(num_modules, bool) or not isinstance(num_modules, numbers.Integral):
-            raise util.ConfigurationError(
-                f"layer {name!r}: a BCRNN layer needs num_modules, a positive integer; got "
-                f"{num_modules!r}"
-            )
-        if num_modules <= 0:
-            raise util.ConfigurationError(
-                f"layer {name!r}: num_modules must be a positive integer, got {num_modules!r}"
-            )
-        self.num_modules = int(num_modules)
+        self.num_modules = util.check_number(
+            "num_modules", num_modules, low=1, integer=True, where=f"layer {name!r} (BCRNN)"
+        )
         super().__init__(**kwargs)
         if self.size is not None and self.size % self.num_modules:
             raise util.ConfigurationError(
@@ -650,12 +639,14 @@ class MRNN(Recurrent):
     """
 
     def __init__(self, factors=None, **kwargs):
-        if factors is not None and (
-            isinstance(factors, bool) or not isinstance(factors, numbers.Integral) or factors <= 0
-        ):
-            raise util.ConfigurationError(
-                f"layer {kwargs.get('name')!r}: factors must be a positive integer, got {factors!r}"
-            )
+        util.check_number(
+            "factors",
+            factors,
+            low=1,
+            integer=True,
+            allow_none=True,
+            where=f"layer {kwargs.get('name')!r}",
+        )
         self._factors_arg = factors
         super().__init__(**kwargs)
 
@@ -1071,14 +1062,14 @@ class SCRN(Recurrent):
     def __init__(self, rate="vector", context_size=None, **kwargs):
         name = kwargs.get("name")
         self.rate = _check_rate(rate, self.RATES, name)
-        if context_size is not None and (
-            isinstance(context_size, bool)
-            or not isinstance(context_size, numbers.Integral)
-            or context_size <= 0
-        ):
-            raise util.ConfigurationError(
-                f"layer {name!r}: context_size must be a positive integer, got {context_size!r}"
-            )
+        util.check_number(
+            "context_size",
+            context_size,
+            low=1,
+            integer=True,
+            allow_none=True,
+            where=f"layer {name!r}",
+        )
         self._context_arg = context_size
         super().__init__(**kwargs)
         self._fixed_rates = None

@@ -45,6 +45,9 @@ import pytensor.tensor as pt
 
 from . import util
 
+# constants in the dtype of the expression they join, so float32 graphs stay float32
+_const = util.constant_like
+
 __all__ = [
     "Activation",
     "Elu",
@@ -69,11 +72,6 @@ __all__ = [
 #: Added to the denominators of the ``norm:*`` activations so that an all-zero
 #: row does not divide by zero.
 NORM_EPSILON = 1e-8
-
-
-def _const(value, like):
-    """A PyTensor constant of ``like``'s dtype, so float32 graphs stay float32."""
-    return pt.constant(np.asarray(value, dtype=like.dtype))
 
 
 def build(name, layer=None, **kwargs):

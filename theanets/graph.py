@@ -458,7 +458,7 @@ class Network:
         return kwargs
 
     def _target_ndim(self, output_name):
-        full = output_name if ":" in output_name else f"{output_name}:out"
+        full = util.output_name(output_name)
         shapes = self.output_shapes
         if full not in shapes:
             raise util.ConfigurationError(

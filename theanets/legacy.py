@@ -698,7 +698,7 @@ def _output_ref(value, what):
         value = _state(value, what).get("name")
     if not isinstance(value, str):
         raise ValueError(f"{what}: cannot read the input {value!r}")
-    return value if ":" in value else f"{value}:out"
+    return util.output_name(value)
 
 
 def _master_inputs(state, kwargs, what):

@@ -36,6 +36,9 @@ from pytensor.graph.basic import Variable
 
 from . import util
 
+# constants in the dtype of the expression they join, so float32 graphs stay float32
+_const = util.constant_like
+
 __all__ = [
     "CrossEntropy",
     "GaussianLogLikelihood",
@@ -51,23 +54,13 @@ __all__ = [
 PROB_EPSILON = 1e-8
 
 
-def _scoped(name):
-    """Append ``':out'`` to a bare layer name."""
-    return name if ":" in name else f"{name}:out"
-
-
-def _const(value, like):
-    """A constant of ``like``'s dtype, so float32 graphs stay float32."""
-    return pt.constant(np.asarray(value, dtype=like.dtype))
-
-
 def _check_output_name(owner, what, value):
     if not isinstance(value, str) or not value.strip():
         raise util.ConfigurationError(
             f"{owner}: {what} must be the name of a graph output (e.g. 'out' or "
             f"'hid1:out'), got {value!r}"
         )
-    return _scoped(value.strip())
+    return util.output_name(value.strip())
 
 
 class Loss(util.Registrar):

@@ -32,6 +32,7 @@ __all__ = [
     "check_number",
     "check_unknown_kwargs",
     "closest_match",
+    "constant_like",
     "is_int",
     "is_real",
     "log",
@@ -641,6 +642,28 @@ def check_number(
         what = f"{where}: {name}" if plain else f"`{name}`"
         raise ConfigurationError(f"{what} must be {expected}. Received: {value!r}")
     return int(value) if integer else float(value)
+
+
+def constant_like(value, like):
+    """Return a PyTensor constant holding ``value`` in the dtype of ``like``.
+
+    Using the dtype of the expression a constant is combined with keeps
+    float32 graphs in float32.
+
+    Parameters
+    ----------
+    value : float or array-like
+        The constant's value.
+    like : pytensor.tensor.TensorVariable
+        The expression whose dtype the constant takes.
+
+    Returns
+    -------
+    pytensor.tensor.TensorConstant
+    """
+    import pytensor.tensor as pt
+
+    return pt.constant(np.asarray(value, dtype=like.dtype))
 
 
 def output_name(name):

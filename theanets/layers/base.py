@@ -62,7 +62,7 @@ def _full_output_name(ref):
         raise util.ConfigurationError(
             f"layer inputs must be names or layers, got {type(ref).__name__} {ref!r}"
         )
-    return ref if ":" in ref else f"{ref}:out"
+    return util.output_name(ref)
 
 
 def _input_list(inputs):

@@ -298,7 +298,8 @@ class _Spatial:
             )
 
     def _spec_value(self, value):
-        return list(value)
+        """A size or stride as the spec writes it: an int in 1-D, a list otherwise."""
+        return value[0] if self.SPATIAL_NDIM == 1 else list(value)
 
     def _log_line(self, details, *values):
         """Log ``layer <name>: <input><shape> -> <shape>, `` followed by ``details``."""
@@ -561,9 +562,6 @@ class Conv1(Convolution):
         w = self.find("w")
         return w.reshape((self.size, self.input_size, self.filter_size[0]))
 
-    def _spec_value(self, value):
-        return value[0]
-
 
 class Conv2(Convolution):
     """Two-dimensional convolution of ``(batch, width, height, channels)`` images.
@@ -733,9 +731,6 @@ class Pool1(Pooling):
     """
 
     SPATIAL_NDIM = 1
-
-    def _spec_value(self, value):
-        return value[0]
 
 
 class Pool2(Pooling):

@@ -517,6 +517,28 @@ class _LayerRecord:
         self.master = master  # saved by the 0.8 development line
 
 
+def _bidirectional_workers(state, spec, what, previous, model):
+    """Read the two worker layers of a saved bidirectional layer.
+
+    The worker kind and the workers' own options (all but their name, inputs,
+    size, activation and direction) are written into ``spec``; the records
+    of the forward and backward workers are returned.
+    """
+    worker = state.get("worker")
+    if not isinstance(worker, str):
+        raise ValueError(f"{what}: cannot read its worker kind {worker!r}")
+    spec["worker"] = worker.lower()
+    workers = tuple(
+        _layer_record(state.get(part), previous, model, is_worker=True)
+        for part in ("forward", "backward")
+    )
+    options = dict(workers[0].spec)
+    for key in ("form", "name", "inputs", "size", "activation", "direction"):
+        options.pop(key, None)
+    spec.update(options)
+    return workers
+
+
 def _layer_record(obj, previous, model, is_worker=False):
     path = _path(obj)
     module, _, short = (path or "").rpartition(".")
@@ -598,18 +620,7 @@ def _layer_record(obj, previous, model, is_worker=False):
                 stacklevel=2,
             )
     if form == "bidirectional":
-        worker = state.get("worker")
-        if not isinstance(worker, str):
-            raise ValueError(f"{what}: cannot read its worker kind {worker!r}")
-        spec["worker"] = worker.lower()
-        workers = tuple(
-            _layer_record(state.get(part), previous, model, is_worker=True)
-            for part in ("forward", "backward")
-        )
-        options = dict(workers[0].spec)
-        for key in ("form", "name", "inputs", "size", "activation", "direction"):
-            options.pop(key, None)
-        spec.update(options)
+        workers = _bidirectional_workers(state, spec, what, previous, model)
         spec["activation"] = workers[0].spec["activation"]
         spec["inputs"] = workers[0].spec["inputs"]
         warnings.warn(
@@ -855,18 +866,7 @@ def _master_record(state, form, short, what, is_worker=False):
     elif form in _RECURRENT_FORMS:
         _master_recurrent(state, kwargs, form, spec, values, what, is_worker)
     elif form == "bidirectional":
-        worker = state.get("worker")
-        if not isinstance(worker, str):
-            raise ValueError(f"{what}: cannot read its worker kind {worker!r}")
-        spec["worker"] = worker.lower()
-        workers = tuple(
-            _layer_record(state.get(part), None, None, is_worker=True)
-            for part in ("forward", "backward")
-        )
-        options = dict(workers[0].spec)
-        for key in ("form", "name", "inputs", "size", "activation", "direction"):
-            options.pop(key, None)
-        spec.update(options)
+        workers = _bidirectional_workers(state, spec, what, None, None)
         warnings.warn(
             f"{what}: theanets 0.8 left the backward half of a bidirectional layer in "
             "reversed time order; the loaded layer aligns it with the input",

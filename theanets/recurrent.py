@@ -80,10 +80,12 @@ class Autoencoder(_SequenceData, feedforward.Autoencoder):
 
     Examples
     --------
+    Each reconstruction has the shape of the sequences it was given:
+
     >>> import numpy as np
-    >>> net = Autoencoder([3, (4, 'gru'), 3])
-    >>> net.predict(np.zeros((2, 5, 3), 'float32')).shape
-    (2, 5, 3)
+    >>> sequences = np.zeros((2, 5, 3), 'float32')
+    >>> Autoencoder([3, (4, 'gru'), 3]).predict(sequences).shape == sequences.shape
+    True
     """
 
 
@@ -406,8 +408,7 @@ class Text:
         batch_size : int
             Windows per batch.
         rng : None, int or RandomState, optional
-            Source of the random offsets: an int seeds a fresh
-            :class:`numpy.random.RandomState`, None makes an unseeded one.
+            Where the window offsets come from, as for :func:`batches`.
 
         Returns
         -------

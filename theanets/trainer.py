@@ -40,6 +40,7 @@ import scipy.sparse
 from . import graph, optimizers, regularizers, util
 from . import layers as _layers
 from . import losses as _losses
+from .optimizers.dataset import as_array_list
 
 __all__ = [
     "itertrain",
@@ -68,13 +69,13 @@ def _as_data(network, data, what):
     """Validate array data; pass callables and datasets through."""
     if data is None or callable(data) or isinstance(data, optimizers.Dataset):
         return data
-    if isinstance(data, np.ndarray) or scipy.sparse.issparse(data):
-        data = [data]
-    if not isinstance(data, (list, tuple)):
+    arrays = as_array_list(data)
+    if arrays is None:
         raise TypeError(
             f"{what} data must be a list of arrays, a callable or a Dataset, got "
             f"{type(data).__name__}"
         )
+    data = arrays
     if not data or any(getattr(a, "shape", (1,))[0] == 0 for a in data):
         raise ValueError(f"{what} data is empty")
     return network.check_data(list(data), what=f"{what} data")

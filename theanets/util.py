@@ -546,11 +546,13 @@ def is_real(value):
     Parameters
     ----------
     value : object
-        The value to test.
+        Anything; integers count as real numbers, bools and complex numbers
+        do not.
 
     Returns
     -------
     bool
+        True for a real number, which may still be infinite or NaN.
     """
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 

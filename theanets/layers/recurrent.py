@@ -133,6 +133,8 @@ class Recurrent(Layer):
     _STATE_OPTIONS = ("h_0",)
     #: Whether a fused implementation exists for this cell.
     _HAS_FUSED = False
+    #: Attributes written into the spec as they are (options of one cell kind).
+    _SPEC_ATTRS = ()
 
     def __init__(
         self,
@@ -237,6 +239,7 @@ class Recurrent(Layer):
             spec["bptt_limit"] = self.bptt_limit
         if self.impl != "auto":
             spec["impl"] = self.impl
+        spec.update((key, getattr(self, key)) for key in self._SPEC_ATTRS)
         return spec
 
     # ------------------------------------------------------------------
@@ -473,6 +476,7 @@ class BCRNN(RNN):
     """
 
     _HAS_FUSED = False
+    _SPEC_ATTRS = ("num_modules",)
 
     def __init__(self, num_modules=None, **kwargs):
         name = kwargs.get("name")
@@ -510,11 +514,6 @@ class BCRNN(RNN):
         pre, out = self._batch_major(pre, out)
         return dict(pre=pre, out=out)
 
-    def _spec_extra(self):
-        spec = super()._spec_extra()
-        spec["num_modules"] = self.num_modules
-        return spec
-
 
 class RRNN(Recurrent):
     """A recurrent layer whose units mix old and new states at a rate.
@@ -549,6 +548,7 @@ class RRNN(Recurrent):
     """
 
     RATES = ("matrix", "vector", "uniform", "log")
+    _SPEC_ATTRS = ("rate",)
 
     def __init__(self, rate="matrix", **kwargs):
         self.rate = _check_rate(rate, self.RATES, kwargs.get("name"))
@@ -572,11 +572,6 @@ class RRNN(Recurrent):
     def _output_dims(self):
         rate = self.size if self.rate == "matrix" else (self.size,)
         return {"out": self.size, "pre": self.size, "hid": self.size, "rate": rate}
-
-    def _spec_extra(self):
-        spec = super()._spec_extra()
-        spec["rate"] = self.rate
-        return spec
 
     def transform(self, inputs):
         """Compute ``pre``, ``hid``, ``rate`` and ``out``."""
@@ -638,15 +633,10 @@ class MRNN(Recurrent):
        Text with Recurrent Neural Networks." ICML.
     """
 
+    _SPEC_ATTRS = ("factors",)
+
     def __init__(self, factors=None, **kwargs):
-        util.check_number(
-            "factors",
-            factors,
-            low=1,
-            integer=True,
-            allow_none=True,
-            where=f"layer {kwargs.get('name')!r}",
-        )
+        _check_size(kwargs.get("name"), "factors", factors)
         self._factors_arg = factors
         super().__init__(**kwargs)
 
@@ -669,11 +659,6 @@ class MRNN(Recurrent):
 
     def _output_dims(self):
         return {"out": self.size, "pre": self.size, "factors": self.factors}
-
-    def _spec_extra(self):
-        spec = super()._spec_extra()
-        spec["factors"] = self.factors
-        return spec
 
     def transform(self, inputs):
         """Compute ``pre``, ``factors`` and ``out``."""
@@ -1058,18 +1043,12 @@ class SCRN(Recurrent):
 
     _STATE_OPTIONS = ("h_0", "s_0")
     RATES = ("vector", "uniform", "log")
+    _SPEC_ATTRS = ("rate", "context_size")
 
     def __init__(self, rate="vector", context_size=None, **kwargs):
         name = kwargs.get("name")
         self.rate = _check_rate(rate, self.RATES, name)
-        util.check_number(
-            "context_size",
-            context_size,
-            low=1,
-            integer=True,
-            allow_none=True,
-            where=f"layer {name!r}",
-        )
+        _check_size(name, "context_size", context_size)
         self._context_arg = context_size
         super().__init__(**kwargs)
         self._fixed_rates = None
@@ -1101,12 +1080,6 @@ class SCRN(Recurrent):
     def _output_dims(self):
         c = self.context_size
         return {"out": self.size, "hid": self.size, "state": c, "rate": (c,)}
-
-    def _spec_extra(self):
-        spec = super()._spec_extra()
-        spec["rate"] = self.rate
-        spec["context_size"] = self.context_size
-        return spec
 
     def transform(self, inputs):
         """Compute ``hid``, ``state``, ``rate`` and ``out``."""
@@ -1304,6 +1277,32 @@ def _is_init_kwarg(key):
     from .base import _PER_PARAM, INIT_KWARGS
 
     return key in INIT_KWARGS or bool(_PER_PARAM.match(key))
+
+
+def _check_size(layer_name, key, value):
+    """Check an optional size option of a layer.
+
+    Parameters
+    ----------
+    layer_name : str or None
+        The layer's name, for the error message.
+    key : str
+        The option's name.
+    value : object
+        The value given; None leaves the size to its default.
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    ConfigurationError
+        If ``value`` is neither None nor a positive integer.
+    """
+    return util.check_number(
+        key, value, low=1, integer=True, allow_none=True, where=f"layer {layer_name!r}"
+    )
 
 
 def _check_rate(rate, allowed, name):

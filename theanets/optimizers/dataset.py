@@ -14,6 +14,25 @@ from .. import util
 __all__ = ["Dataset"]
 
 
+def as_array_list(value):
+    """Return ``value`` as a sequence of arrays, wrapping one lone array in a list.
+
+    Parameters
+    ----------
+    value : object
+        A dense or sparse array, or a list or tuple of them.
+
+    Returns
+    -------
+    list, tuple or None
+        ``[value]`` for a lone array, a list or tuple as it is, and None for
+        anything else (the caller names what it expected).
+    """
+    if isinstance(value, np.ndarray) or scipy.sparse.issparse(value):
+        return [value]
+    return value if isinstance(value, (list, tuple)) else None
+
+
 def _convert(array, index=None):
     """Return ``array`` with floats as ``floatX``; integer arrays keep their dtype.
 
@@ -242,13 +261,12 @@ class Dataset:
         return batch
 
     def _call(self):
-        batch = self._callable()
-        if isinstance(batch, np.ndarray) or scipy.sparse.issparse(batch):
-            batch = [batch]
-        if not isinstance(batch, (list, tuple)):
+        returned = self._callable()
+        batch = as_array_list(returned)
+        if batch is None:
             raise TypeError(
                 f"{self.name}: the batch callable must return a list or tuple of arrays, "
-                f"got {type(batch).__name__}"
+                f"got {type(returned).__name__}"
             )
         return [_convert(x, i) for i, x in enumerate(batch)]
 

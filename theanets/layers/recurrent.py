@@ -198,13 +198,7 @@ class Recurrent(Layer):
         return self.size
 
     def _resolve_output_shape(self):
-        shape = self.input_shape
-        if len(shape) != 2:
-            raise util.ConfigurationError(
-                f"layer {self.name!r}: a {type(self).__name__} layer needs input of shape "
-                f"(batch, time, features), but {self.input_name!r} has examples of shape "
-                f"{shape}; use a model from theanets.recurrent"
-            )
+        shape = _sequence_input_shape(self, "; use a model from theanets.recurrent")
         if self.size is None:
             raise util.ConfigurationError(f"layer {self.name!r} needs a size")
         return (shape[0], self.size)
@@ -1182,12 +1176,7 @@ class Bidirectional(Layer):
         self.backward = None
 
     def _resolve_output_shape(self):
-        shape = self.input_shape
-        if len(shape) != 2:
-            raise util.ConfigurationError(
-                f"layer {self.name!r}: a Bidirectional layer needs input of shape "
-                f"(batch, time, features), but {self.input_name!r} has examples of shape {shape}"
-            )
+        shape = _sequence_input_shape(self)
         if self.size is None:
             raise util.ConfigurationError(f"layer {self.name!r} needs a size")
         return (shape[0], self.size)
@@ -1277,6 +1266,36 @@ def _is_init_kwarg(key):
     from .base import _PER_PARAM, INIT_KWARGS
 
     return key in INIT_KWARGS or bool(_PER_PARAM.match(key))
+
+
+def _sequence_input_shape(layer, hint=""):
+    """Return the example shape of a layer's input after checking it is a sequence.
+
+    Parameters
+    ----------
+    layer : :class:`theanets.layers.Layer`
+        A layer with one input, whose examples must be ``(time, features)``.
+    hint : str, optional
+        Text added to the error message.
+
+    Returns
+    -------
+    tuple
+        The input's example shape ``(time, features)``.
+
+    Raises
+    ------
+    ConfigurationError
+        If the input's examples do not have two axes.
+    """
+    shape = layer.input_shape
+    if len(shape) != 2:
+        raise util.ConfigurationError(
+            f"layer {layer.name!r}: a {type(layer).__name__} layer needs input of shape "
+            f"(batch, time, features), but {layer.input_name!r} has examples of shape "
+            f"{shape}{hint}"
+        )
+    return shape
 
 
 def _check_size(layer_name, key, value):

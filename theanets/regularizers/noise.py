@@ -3,14 +3,15 @@ r"""Regularizers that rewrite graph outputs with random values, and their random
 :class:`BernoulliDropout` and :class:`GaussianNoise` replace matching graph
 outputs while the graph is built. Each output they change draws from its
 own shared NumPy ``Generator``, seeded from the ``rng`` argument
-(:func:`theanets.util.seed_from`, default :data:`DEFAULT_SEED`), the class, the pattern
-and the output name, and advanced by every compiled function that uses it;
-:func:`separate_streams` keeps equal regularizers from drawing equal values.
+(:func:`theanets.util.seed_from`, default :data:`DEFAULT_SEED`), the class,
+the pattern and the output name. A compiled function advances the stream
+through the explicit updates the graph hands out (:meth:`pop_updates`, which
+:meth:`theanets.Network.updates` collects); :func:`separate_streams` keeps
+equal regularizers from drawing equal values.
 
 All public names are re-exported by :mod:`theanets.regularizers`.
 """
 
-import warnings
 import zlib
 
 import numpy as np
@@ -26,22 +27,6 @@ __all__ = ["DEFAULT_SEED", "BernoulliDropout", "GaussianNoise"]
 
 #: Seed of the random streams of dropout and noise when no ``rng`` is given.
 DEFAULT_SEED = 13
-
-
-def _set_default_update(shared, update):
-    """Make ``shared`` advance in every function that uses it.
-
-    PyTensor 3 deprecates ``default_update`` in favour of explicit updates
-    (which :meth:`Regularizer.pop_updates` also provides); it is still set,
-    quietly, so that functions users compile from ``net.loss()`` without
-    the network's updates draw fresh values too.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            shared.default_update = update
-    except Exception:  # pragma: no cover - a PyTensor without the attribute
-        pass
 
 
 class _RandomRewrite:
@@ -87,7 +72,6 @@ class _RandomRewrite:
             stream = self._stream(name)
             new, next_state = self._rewrite(expr, stream)
             self._updates.append((stream, next_state))
-            _set_default_update(stream, next_state)
             self._streams.append(stream)
             new.name = name
             outputs.setdefault(name + self._SUFFIX, expr)

@@ -44,7 +44,6 @@ import gzip
 import importlib
 import io
 import json
-import numbers
 import os
 import pickle
 import secrets
@@ -156,7 +155,7 @@ def network_from_state(state, cls=None):
     rng = state.get("rng")
     if rng is None:
         rng = 13
-    elif isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
+    elif not util.is_int(rng):
         raise ValueError(f"the saved rng must be an integer seed or None, got {rng!r}")
     if cls is None:
         cls = _class_from_path(state["class"])

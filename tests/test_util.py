@@ -1,6 +1,7 @@
 """Tests for theanets.util: registry, matching, initialisation helpers."""
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -144,6 +145,125 @@ def test_resolve_rng():
     assert isinstance(util.resolve_rng(4), np.random.RandomState)
     with pytest.raises(util.ConfigurationError):
         util.resolve_rng("seed")
+
+
+def test_resolve_rng_kinds():
+    gen = np.random.default_rng(3)
+    state = np.random.RandomState(3)
+    assert util.resolve_rng(gen, kind="any") is gen
+    assert util.resolve_rng(state, kind="any") is state
+    assert isinstance(util.resolve_rng(5, kind="any"), np.random.RandomState)
+    assert util.resolve_rng(gen, kind="generator") is gen
+    drawn = util.resolve_rng(5, kind="generator")
+    assert isinstance(drawn, np.random.Generator)
+    assert drawn.integers(1000) == np.random.default_rng(5).integers(1000)
+    assert util.resolve_rng(5).randint(1000) == np.random.RandomState(5).randint(1000)
+    with pytest.raises(util.ConfigurationError, match="RandomState"):
+        util.resolve_rng(gen)
+    with pytest.raises(util.ConfigurationError, match="Generator"):
+        util.resolve_rng(state, kind="generator")
+    with pytest.raises(util.ConfigurationError):
+        util.resolve_rng(True)
+    with pytest.raises(ValueError, match="kind"):
+        util.resolve_rng(1, kind="mersenne")
+
+
+def test_seed_from():
+    assert util.seed_from(None) is None
+    assert util.seed_from(None, default=13) == 13
+    assert util.seed_from(np.int64(7)) == 7
+    assert util.seed_from(np.random.RandomState(2)) == np.random.RandomState(2).randint(2**31 - 1)
+    assert util.seed_from(np.random.default_rng(2), high=2**31) == np.random.default_rng(
+        2
+    ).integers(2**31)
+    with pytest.raises(util.ConfigurationError, match="noise rng must be a non-negative seed"):
+        util.seed_from(-1, where="noise rng")
+    for bad in (True, "x", 1.5):
+        with pytest.raises(util.ConfigurationError, match="integer seed"):
+            util.seed_from(bad)
+
+
+def test_is_int_and_is_real():
+    assert util.is_int(3) and util.is_int(np.int32(3))
+    assert not util.is_int(True) and not util.is_int(3.0)
+    assert util.is_real(3) and util.is_real(np.float32(0.5)) and util.is_real(float("nan"))
+    assert not util.is_real(False) and not util.is_real(1j) and not util.is_real("1")
+
+
+@pytest.mark.parametrize(
+    "kwargs, value, message",
+    [
+        (dict(low=0), -1, "`learning_rate` must be a number >= 0. Received: -1"),
+        (dict(low=0), float("inf"), "`learning_rate` must be a finite number. Received: inf"),
+        (dict(low=0), "1", "`learning_rate` must be a finite number. Received: '1'"),
+        (dict(low=0), True, "`learning_rate` must be a finite number. Received: True"),
+        (dict(low=0, low_open=True), 0, "`learning_rate` must be a number > 0. Received: 0"),
+        (dict(high=1), 2, "`learning_rate` must be a number <= 1. Received: 2"),
+        (dict(high=1, high_open=True), 1, "`learning_rate` must be a number < 1. Received: 1"),
+        (
+            dict(low=0, high=1, high_open=True),
+            1.0,
+            "`learning_rate` must be a number in [0, 1). Received: 1.0",
+        ),
+        (
+            dict(low=0, high=1, low_open=True),
+            0,
+            "`learning_rate` must be a number in (0, 1]. Received: 0",
+        ),
+        (dict(low=1, integer=True), 0, "`learning_rate` must be an integer >= 1. Received: 0"),
+        (dict(low=1, integer=True), 2.0, "`learning_rate` must be an integer >= 1. Received: 2.0"),
+        (
+            dict(low=1, integer=True),
+            True,
+            "`learning_rate` must be an integer >= 1. Received: True",
+        ),
+        (
+            dict(low=1, integer=True, allow_none=True),
+            0,
+            "`learning_rate` must be None or an integer >= 1. Received: 0",
+        ),
+        (dict(), None, "`learning_rate` must be a finite number. Received: None"),
+    ],
+)
+def test_check_number_messages(kwargs, value, message):
+    with pytest.raises(util.ConfigurationError, match=re.escape(message)):
+        util.check_number("learning_rate", value, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, value, message",
+    [
+        (dict(low=1, integer=True), 0, "f: n must be a positive integer. Received: 0"),
+        (dict(low=0, low_open=True, integer=True), 0, "f: n must be a positive integer."),
+        (dict(low=0, integer=True), -1, "f: n must be an integer >= 0. Received: -1"),
+        (dict(low=0, low_open=True), "x", "f: n must be a positive finite number. Received: 'x'"),
+        (dict(low=0), -1, "f: n must be a non-negative finite number (>= 0). Received: -1"),
+        (dict(), float("nan"), "f: n must be a finite number. Received: nan"),
+    ],
+)
+def test_check_number_messages_with_an_owner(kwargs, value, message):
+    with pytest.raises(util.ConfigurationError, match=re.escape(message)):
+        util.check_number("n", value, where="f", **kwargs)
+
+
+def test_check_number_returns_plain_numbers():
+    assert util.check_number("x", np.float32(0.5), low=0) == 0.5
+    assert type(util.check_number("x", np.int64(3), low=0)) is float
+    got = util.check_number("x", np.int64(3), low=1, integer=True)
+    assert got == 3 and type(got) is int
+    assert util.check_number("x", None, integer=True, allow_none=True) is None
+    assert util.check_number("x", 0, low=0, high=1) == 0.0
+    assert util.check_number("x", 1, low=0, high=1) == 1.0
+
+
+def test_output_name_and_constant_like():
+    import pytensor.tensor as pt
+
+    assert util.output_name("hid1") == "hid1:out"
+    assert util.output_name("hid1:pre") == "hid1:pre"
+    x = pt.fmatrix("x")
+    c = util.constant_like(0.5, x)
+    assert c.dtype == "float32" and float(c.data) == 0.5
 
 
 def test_log_goes_to_the_theanets_logger(caplog):

@@ -45,6 +45,9 @@ import pytensor.tensor as pt
 
 from . import util
 
+# constants in the dtype of the expression they join, so float32 graphs stay float32
+_const = util.constant_like
+
 __all__ = [
     "Activation",
     "Elu",
@@ -69,11 +72,6 @@ __all__ = [
 #: Added to the denominators of the ``norm:*`` activations so that an all-zero
 #: row does not divide by zero.
 NORM_EPSILON = 1e-8
-
-
-def _const(value, like):
-    """A PyTensor constant of ``like``'s dtype, so float32 graphs stay float32."""
-    return pt.constant(np.asarray(value, dtype=like.dtype))
 
 
 def build(name, layer=None, **kwargs):
@@ -749,12 +747,9 @@ class Maxout(Activation):
     def __init__(self, name, layer, **kwargs):
         super().__init__(name, layer, **kwargs)
         pieces = kwargs.get("pieces")
-        if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)) or pieces < 1:
-            raise util.ConfigurationError(
-                f"activation {name!r} needs a positive integer number of pieces "
-                f"(write 'maxout:K'), got pieces={pieces!r}"
-            )
-        self.pieces = int(pieces)
+        self.pieces = util.check_number(
+            "pieces", pieces, low=1, integer=True, where=f"activation {name!r} (write 'maxout:K')"
+        )
         size = self._require_layer().output_size
         rng = self.layer.rng
         self.slope = self._add_param("slope", rng.randn(size, self.pieces))

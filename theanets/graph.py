@@ -113,10 +113,6 @@ def _implementation(role, what):
 _COMPAT_KWARGS = ("hidden_activation", "output_activation")
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _unique(items):
     """Drop repeated objects (by identity), keeping the first of each."""
     seen = set()
@@ -216,7 +212,7 @@ class Network:
         util.check_unknown_kwargs(kwargs, _COMPAT_KWARGS, f"{type(self).__name__}()")
         self._hidden_activation = kwargs.get("hidden_activation", self.DEFAULT_HIDDEN_ACTIVATION)
         self._output_activation = kwargs.get("output_activation", self.DEFAULT_OUTPUT_ACTIVATION)
-        if isinstance(rng, bool) or not isinstance(rng, (numbers.Integral, np.random.RandomState)):
+        if not (util.is_int(rng) or isinstance(rng, np.random.RandomState)):
             raise util.ConfigurationError(f"rng must be an int seed or a RandomState, got {rng!r}")
         self.rng = rng
         self.layers = []
@@ -295,14 +291,14 @@ class Network:
         first = not self.layers
         form = "input" if first else "feedforward"
         kwargs = {}
-        if isinstance(spec, (numbers.Integral,)) and not isinstance(spec, bool):
+        if util.is_int(spec):
             kwargs["size"] = int(spec)
         elif isinstance(spec, (tuple, list)):
-            if spec and all(_is_int(s) for s in spec):
+            if spec and all(util.is_int(s) for s in spec):
                 kwargs["shape"] = tuple(int(s) for s in spec)
             else:
                 for item in spec:
-                    if _is_int(item):
+                    if util.is_int(item):
                         kwargs["size"] = int(item)
                     elif isinstance(item, str):
                         if _layers.Layer.is_registered(item):
@@ -464,7 +460,7 @@ class Network:
         return kwargs
 
     def _target_ndim(self, output_name):
-        full = output_name if ":" in output_name else f"{output_name}:out"
+        full = util.output_name(output_name)
         shapes = self.output_shapes
         if full not in shapes:
             raise util.ConfigurationError(
@@ -796,8 +792,7 @@ class Network:
     def _monitor_levels(pattern, levels):
         """Turn one pattern's ``levels`` into ``(name suffix, function)`` pairs."""
 
-        def is_number(value):
-            return isinstance(value, numbers.Real) and not isinstance(value, bool)
+        is_number = util.is_real
 
         def is_pair(value):
             return (

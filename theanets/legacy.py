@@ -535,7 +535,7 @@ def _recurrent_options(state):
     if isinstance(direction, str) and "back" in direction.lower():
         spec["direction"] = "back"
     limit = options.get("bptt_limit")
-    if isinstance(limit, (int, np.integer)) and not isinstance(limit, bool) and limit > 0:
+    if util.is_int(limit) and limit > 0:
         spec["bptt_limit"] = int(limit)
     if isinstance(options.get("rate"), str):
         spec["rate"] = options["rate"].lower().strip()
@@ -555,6 +555,28 @@ class _LayerRecord:
         self.values = values  # full param name -> ndarray
         self.workers = workers  # records of a Bidirectional layer's workers
         self.master = master  # saved by the 0.8 development line
+
+
+def _bidirectional_workers(state, spec, what, previous, model):
+    """Read the two worker layers of a saved bidirectional layer.
+
+    The worker kind and the workers' own options (all but their name, inputs,
+    size, activation and direction) are written into ``spec``; the records
+    of the forward and backward workers are returned.
+    """
+    worker = state.get("worker")
+    if not isinstance(worker, str):
+        raise ValueError(f"{what}: cannot read its worker kind {worker!r}")
+    spec["worker"] = worker.lower()
+    workers = tuple(
+        _layer_record(state.get(part), previous, model, is_worker=True)
+        for part in ("forward", "backward")
+    )
+    options = dict(workers[0].spec)
+    for key in ("form", "name", "inputs", "size", "activation", "direction"):
+        options.pop(key, None)
+    spec.update(options)
+    return workers
 
 
 def _layer_record(obj, previous, model, is_worker=False):
@@ -638,18 +660,7 @@ def _layer_record(obj, previous, model, is_worker=False):
                 stacklevel=2,
             )
     if form == "bidirectional":
-        worker = state.get("worker")
-        if not isinstance(worker, str):
-            raise ValueError(f"{what}: cannot read its worker kind {worker!r}")
-        spec["worker"] = worker.lower()
-        workers = tuple(
-            _layer_record(state.get(part), previous, model, is_worker=True)
-            for part in ("forward", "backward")
-        )
-        options = dict(workers[0].spec)
-        for key in ("form", "name", "inputs", "size", "activation", "direction"):
-            options.pop(key, None)
-        spec.update(options)
+        workers = _bidirectional_workers(state, spec, what, previous, model)
         spec["activation"] = workers[0].spec["activation"]
         spec["inputs"] = workers[0].spec["inputs"]
         warnings.warn(
@@ -738,7 +749,7 @@ def _output_ref(value, what):
         value = _state(value, what).get("name")
     if not isinstance(value, str):
         raise ValueError(f"{what}: cannot read the input {value!r}")
-    return value if ":" in value else f"{value}:out"
+    return util.output_name(value)
 
 
 def _master_inputs(state, kwargs, what):
@@ -781,7 +792,7 @@ def _master_recurrent(state, kwargs, form, spec, values, what, is_worker):
     if backwards:
         spec["direction"] = "back"
     limit = kwargs.get("bptt_limit")
-    if isinstance(limit, (int, np.integer)) and not isinstance(limit, bool) and limit > 0:
+    if util.is_int(limit) and limit > 0:
         spec["bptt_limit"] = int(limit)
     if form in ("rrnn", "scrn"):
         rate = state.get("_rate")
@@ -895,18 +906,7 @@ def _master_record(state, form, short, what, is_worker=False):
     elif form in _RECURRENT_FORMS:
         _master_recurrent(state, kwargs, form, spec, values, what, is_worker)
     elif form == "bidirectional":
-        worker = state.get("worker")
-        if not isinstance(worker, str):
-            raise ValueError(f"{what}: cannot read its worker kind {worker!r}")
-        spec["worker"] = worker.lower()
-        workers = tuple(
-            _layer_record(state.get(part), None, None, is_worker=True)
-            for part in ("forward", "backward")
-        )
-        options = dict(workers[0].spec)
-        for key in ("form", "name", "inputs", "size", "activation", "direction"):
-            options.pop(key, None)
-        spec.update(options)
+        workers = _bidirectional_workers(state, spec, what, None, None)
         warnings.warn(
             f"{what}: theanets 0.8 left the backward half of a bidirectional layer in "
             "reversed time order; the loaded layer aligns it with the input",
@@ -1118,7 +1118,7 @@ def _saved_seed(records):
             seeds.add(seed)
     if len(seeds) == 1:
         (seed,) = seeds
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if util.is_int(seed):
             return int(seed)
     return 13
 

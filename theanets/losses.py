@@ -28,7 +28,6 @@ averaged as :math:`\sum w \ell / \sum w` instead of by their plain mean.
 """
 
 import inspect
-import numbers
 
 import numpy as np
 import pytensor
@@ -36,6 +35,9 @@ import pytensor.tensor as pt
 from pytensor.graph.basic import Variable
 
 from . import util
+
+# constants in the dtype of the expression they join, so float32 graphs stay float32
+_const = util.constant_like
 
 __all__ = [
     "CrossEntropy",
@@ -52,36 +54,13 @@ __all__ = [
 PROB_EPSILON = 1e-8
 
 
-def _scoped(name):
-    """Append ``':out'`` to a bare layer name."""
-    return name if ":" in name else f"{name}:out"
-
-
-def _const(value, like):
-    """A constant of ``like``'s dtype, so float32 graphs stay float32."""
-    return pt.constant(np.asarray(value, dtype=like.dtype))
-
-
 def _check_output_name(owner, what, value):
     if not isinstance(value, str) or not value.strip():
         raise util.ConfigurationError(
             f"{owner}: {what} must be the name of a graph output (e.g. 'out' or "
             f"'hid1:out'), got {value!r}"
         )
-    return _scoped(value.strip())
-
-
-def _check_positive(owner, what, value):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not np.isfinite(value)
-        or value <= 0
-    ):
-        raise util.ConfigurationError(
-            f"{owner}: {what} must be a positive finite number, got {value!r}"
-        )
-    return float(value)
+    return util.output_name(value.strip())
 
 
 class Loss(util.Registrar):
@@ -132,14 +111,7 @@ class Loss(util.Registrar):
 
     def __init__(self, target=None, weight=1.0, weighted=False, output_name="out"):
         owner = f"loss {type(self).__name__.lower()!r}"
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, numbers.Real)
-            or not np.isfinite(weight)
-        ):
-            raise util.ConfigurationError(
-                f"{owner}: weight must be a finite number, got {weight!r}"
-            )
+        util.check_number("weight", weight, where=owner)
         if not isinstance(weighted, (bool, np.bool_)):
             raise util.ConfigurationError(
                 f"{owner}: weighted must be True or False, got {weighted!r}"
@@ -161,11 +133,7 @@ class Loss(util.Registrar):
             self.target_ndim = target.ndim
         else:
             lowest = 2 if self.LABELS else 1
-            if (
-                isinstance(target, bool)
-                or not isinstance(target, numbers.Integral)
-                or target < lowest
-            ):
+            if not util.is_int(target) or target < lowest:
                 raise util.ConfigurationError(
                     f"{owner}: target must be the number of axes of the output "
                     f"(an int >= {lowest}) or a PyTensor variable, got {target!r}"
@@ -477,15 +445,7 @@ class Hinge(CrossEntropy):
 
     def __init__(self, target=None, weight=1.0, weighted=False, output_name="out", margin=0.0):
         super().__init__(target=target, weight=weight, weighted=weighted, output_name=output_name)
-        if (
-            isinstance(margin, bool)
-            or not isinstance(margin, numbers.Real)
-            or not np.isfinite(margin)
-            or margin < 0
-        ):
-            raise util.ConfigurationError(
-                f"loss 'hinge': margin must be a non-negative finite number, got {margin!r}"
-            )
+        util.check_number("margin", margin, low=0, where="loss 'hinge'")
         self.margin = float(margin)
 
     def _elementwise(self, output):
@@ -602,7 +562,9 @@ class GaussianLogLikelihood(Loss):
         super().__init__(target=target, weight=weight, weighted=weighted, output_name=output_name)
         self.mean_name = _check_output_name("loss 'gll'", "mean_name", mean_name)
         self.covar_name = _check_output_name("loss 'gll'", "covar_name", covar_name)
-        self.covar_eps = _check_positive("loss 'gll'", "covar_eps", covar_eps)
+        self.covar_eps = util.check_number(
+            "covar_eps", covar_eps, low=0, low_open=True, where="loss 'gll'"
+        )
 
     def __call__(self, outputs):
         mean = self._lookup(outputs, self.mean_name)
@@ -677,7 +639,7 @@ class MaximumMeanDiscrepancy(Loss):
     def __init__(self, target=None, weight=1.0, weighted=False, output_name="out", kernel=1):
         super().__init__(target=target, weight=weight, weighted=weighted, output_name=output_name)
         if not callable(kernel):
-            kernel = _check_positive("loss 'mmd'", "kernel", kernel)
+            kernel = util.check_number("kernel", kernel, low=0, low_open=True, where="loss 'mmd'")
         self.kernel = kernel
 
     def _gram(self, a, b):

@@ -16,7 +16,6 @@ inputs for character models.
 """
 
 import collections
-import numbers
 
 import numpy as np
 
@@ -92,10 +91,12 @@ class Autoencoder(_SequenceData, feedforward.Autoencoder):
 
     Examples
     --------
+    Each reconstruction has the shape of the sequences it was given:
+
     >>> import numpy as np
-    >>> net = Autoencoder([3, (4, 'gru'), 3])
-    >>> net.predict(np.zeros((2, 5, 3), 'float32')).shape
-    (2, 5, 3)
+    >>> sequences = np.zeros((2, 5, 3), 'float32')
+    >>> Autoencoder([3, (4, 'gru'), 3]).predict(sequences).shape == sequences.shape
+    True
     """
 
 
@@ -187,8 +188,10 @@ class Classifier(_SequenceData, feedforward.Classifier):
             )
         if labels.min() < 0 or labels.max() >= k:
             raise ValueError(f"predict_sequence: labels must be in 0..{k - 1}, got {labels}")
-        steps = _check_count("predict_sequence", "steps", steps, low=0)
-        streams = _check_count("predict_sequence", "streams", streams)
+        steps = util.check_number("steps", steps, low=0, integer=True, where="predict_sequence")
+        streams = util.check_number(
+            "streams", streams, low=1, integer=True, where="predict_sequence"
+        )
         return self._sample_sequence(labels, steps, streams, util.resolve_rng(rng))
 
     def _sample_sequence(self, labels, steps, streams, rng):
@@ -211,14 +214,6 @@ def _draw(rng, probs):
         return int(rng.multinomial(1, probs).argmax())
     except ValueError:
         return int(np.argmax(probs))
-
-
-def _check_count(where, name, value, low=1):
-    """Return ``value`` as an int, or raise ValueError if it is not an int >= low."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        what = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise ValueError(f"{where}: {name} must be {what}, got {value!r}")
-    return int(value)
 
 
 def batches(arrays, steps=100, batch_size=64, rng=None):
@@ -271,8 +266,8 @@ def batches(arrays, steps=100, batch_size=64, rng=None):
     arrays = [np.asarray(a) for a in arrays]
     if not arrays:
         raise ValueError("batches: give at least one array")
-    steps = _check_count("batches", "steps", steps)
-    batch_size = _check_count("batches", "batch_size", batch_size)
+    steps = util.check_number("steps", steps, low=1, integer=True, where="batches")
+    batch_size = util.check_number("batch_size", batch_size, low=1, integer=True, where="batches")
     if any(a.ndim == 0 for a in arrays):
         raise ValueError("batches: arrays must have a time axis (at least 1-D)")
     lengths = [len(a) for a in arrays]
@@ -343,8 +338,7 @@ class Text:
             raise TypeError(f"Text: text must be a str, got {type(text).__name__}")
         if not isinstance(unknown, str) or len(unknown) != 1:
             raise ValueError(f"Text: unknown must be one character, got {unknown!r}")
-        if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral):
-            raise ValueError(f"Text: min_count must be an integer, got {min_count!r}")
+        util.check_number("min_count", min_count, integer=True, where="Text")
         if alpha is None:
             counts = collections.Counter(text)
             alpha = sorted(c for c, n in counts.items() if n >= min_count and c != unknown)
@@ -431,8 +425,7 @@ class Text:
         batch_size : int
             Windows per batch.
         rng : None, int or RandomState, optional
-            Source of the random offsets: an int seeds a fresh
-            :class:`numpy.random.RandomState`, None makes an unseeded one.
+            Where the window offsets come from, as for :func:`batches`.
 
         Returns
         -------
@@ -452,8 +445,10 @@ class Text:
         >>> x.shape, y.shape
         ((2, 4, 4), (2, 4))
         """
-        steps = _check_count("classifier_batches", "steps", steps)
-        batch_size = _check_count("classifier_batches", "batch_size", batch_size)
+        steps = util.check_number("steps", steps, low=1, integer=True, where="classifier_batches")
+        batch_size = util.check_number(
+            "batch_size", batch_size, low=1, integer=True, where="classifier_batches"
+        )
         encoded = np.asarray(self.encode(self.text), dtype="int32")
         if len(encoded) < steps + 1:
             raise ValueError(

@@ -44,7 +44,6 @@ import gzip
 import importlib
 import io
 import json
-import numbers
 import os
 import pickle
 import secrets
@@ -69,13 +68,6 @@ FORMAT = "theanets"
 VERSION = 1
 
 
-def _seed(rng):
-    """The integer seed to record for a network's ``rng`` (None for a RandomState)."""
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return int(rng)
-    return None
-
-
 @graph.implements("state")
 def network_state(network):
     """Return a plain dictionary describing a network: spec and parameter values.
@@ -97,7 +89,7 @@ def network_state(network):
         "format": FORMAT,
         "version": VERSION,
         "class": f"{cls.__module__}.{cls.__qualname__}",
-        "rng": _seed(network.rng),
+        "rng": int(network.rng) if util.is_int(network.rng) else None,
         "layers": [layer.to_spec() for layer in network.layers],
         "losses": [loss.to_spec() for loss in network.losses],
         "params": {p.name: np.array(p.get_value()) for p in network.params},
@@ -163,7 +155,7 @@ def network_from_state(state, cls=None):
     rng = state.get("rng")
     if rng is None:
         rng = 13
-    elif isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
+    elif not util.is_int(rng):
         raise ValueError(f"the saved rng must be an integer seed or None, got {rng!r}")
     if cls is None:
         cls = _class_from_path(state["class"])

@@ -40,6 +40,7 @@ import scipy.sparse
 from . import graph, optimizers, regularizers, util
 from . import layers as _layers
 from . import losses as _losses
+from .optimizers.dataset import as_array_list
 
 __all__ = [
     "itertrain",
@@ -68,13 +69,13 @@ def _as_data(network, data, what):
     """Validate array data; pass callables and datasets through."""
     if data is None or callable(data) or isinstance(data, optimizers.Dataset):
         return data
-    if isinstance(data, np.ndarray) or scipy.sparse.issparse(data):
-        data = [data]
-    if not isinstance(data, (list, tuple)):
+    arrays = as_array_list(data)
+    if arrays is None:
         raise TypeError(
             f"{what} data must be a list of arrays, a callable or a Dataset, got "
             f"{type(data).__name__}"
         )
+    data = arrays
     if not data or any(getattr(a, "shape", (1,))[0] == 0 for a in data):
         raise ValueError(f"{what} data is empty")
     return network.check_data(list(data), what=f"{what} data")
@@ -190,7 +191,7 @@ def _reused_stage(network, key, build):
     the initial values of a fresh stage would be new draws, so then a new
     stage is built every time, as before.
     """
-    if isinstance(network.rng, bool) or not isinstance(network.rng, numbers.Integral):
+    if not util.is_int(network.rng):
         return build()
     cache = _cache(network, "stages")
     full_key = (key, network.cache_key())
@@ -422,7 +423,7 @@ class SampleTrainer:
         net = self.network
         rng = kwargs.get("rng")
         rng = util.resolve_rng(
-            rng if isinstance(rng, (numbers.Integral, np.random.RandomState)) else net.rng
+            rng if util.is_int(rng) or isinstance(rng, np.random.RandomState) else net.rng
         )
         data = _as_data(net, train, "training")
         if not isinstance(data, list):
@@ -567,8 +568,7 @@ def itertrain(
         algo = kwargs.pop("algorithm")
         if isinstance(algo, (list, tuple)):
             algo = algo[0]
-    if isinstance(save_every, bool) or not isinstance(save_every, numbers.Real) or save_every < 0:
-        raise util.ConfigurationError(f"save_every must be a number >= 0, got {save_every!r}")
+    util.check_number("save_every", save_every, low=0)
     trainer = build_trainer(algo, network, subalgo)
     if not isinstance(trainer, SampleTrainer):
         check_algo = trainer.algo if isinstance(trainer, OptimizerTrainer) else subalgo

@@ -18,6 +18,8 @@ This module holds the small pieces that every other module leans on:
 import difflib
 import fnmatch
 import logging
+import math
+import numbers
 import sys
 import time
 
@@ -26,18 +28,23 @@ import numpy as np
 __all__ = [
     "ConfigurationError",
     "Registrar",
-    "FLOAT",
     "as_float",
+    "check_number",
     "check_unknown_kwargs",
     "closest_match",
+    "constant_like",
+    "is_int",
+    "is_real",
     "log",
     "log_enabled",
     "logger",
+    "output_name",
     "outputs_matching",
     "params_matching",
     "random_matrix",
     "random_vector",
     "resolve_rng",
+    "seed_from",
 ]
 
 #: The ``"theanets"`` logger; configure it with the :mod:`logging` module.
@@ -166,26 +173,6 @@ def _float_x():
     import pytensor
 
     return pytensor.config.floatX
-
-
-class _FloatX:
-    """The current ``pytensor.config.floatX`` as a string-like value."""
-
-    def __str__(self):
-        return _float_x()
-
-    def __repr__(self):
-        return repr(_float_x())
-
-    def __eq__(self, other):
-        return _float_x() == other
-
-    def __hash__(self):
-        return hash(_float_x())
-
-
-#: The floating point dtype used for parameters and data (``floatX``).
-FLOAT = _FloatX()
 
 
 def as_float(array):
@@ -466,30 +453,247 @@ def params_matching(layers, patterns):
                 yield param.name, param
 
 
-def resolve_rng(rng):
-    """Return a :class:`numpy.random.RandomState` for a seed or an existing state.
+def resolve_rng(rng, kind="random_state"):
+    """Return a NumPy random source for a seed or an existing source.
 
     Parameters
     ----------
-    rng : None, int or RandomState
-        An integer seed creates a fresh state; a state is returned as is; None
-        creates an unseeded state.
+    rng : None, int, RandomState or Generator
+        An integer seed creates a fresh source; an existing source of an
+        accepted kind is returned as is; None creates an unseeded source.
+    kind : {"random_state", "generator", "any"}, optional
+        What to return: a :class:`numpy.random.RandomState` (a Generator is
+        refused), a :class:`numpy.random.Generator` (a RandomState is
+        refused), or, for ``"any"``, a RandomState made from a seed or the
+        RandomState or Generator given.
 
     Returns
     -------
-    numpy.random.RandomState
-        The state to draw from.
+    numpy.random.RandomState or numpy.random.Generator
+        The source to draw from.
 
     Raises
     ------
     ConfigurationError
-        If ``rng`` is neither None, an integer nor a ``RandomState``.
+        If ``rng`` is of another type (a bool included), or a source of a
+        kind that is not accepted.
+    ValueError
+        If ``kind`` is not one of the names above.
     """
-    if isinstance(rng, np.random.RandomState):
+    if kind not in ("random_state", "generator", "any"):
+        raise ValueError(f"kind must be 'random_state', 'generator' or 'any', got {kind!r}")
+    if rng is None or is_int(rng):
+        return np.random.default_rng(rng) if kind == "generator" else np.random.RandomState(rng)
+    if isinstance(rng, np.random.RandomState) and kind != "generator":
         return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
-        return np.random.RandomState(rng)
-    raise ConfigurationError(f"rng must be an int seed or a numpy RandomState, got {rng!r}")
+    if isinstance(rng, np.random.Generator) and kind != "random_state":
+        return rng
+    wanted = {
+        "random_state": "a numpy RandomState",
+        "generator": "a numpy Generator",
+        "any": "a numpy RandomState or Generator",
+    }[kind]
+    raise ConfigurationError(f"rng must be an int seed or {wanted}, got {rng!r}")
+
+
+def seed_from(rng, default=None, high=2**31 - 1, where="rng"):
+    """Return an integer seed for an ``rng`` argument.
+
+    Parameters
+    ----------
+    rng : None, int, RandomState or Generator
+        An integer is the seed itself; a NumPy random source gives one draw
+        from ``[0, high)``; None gives ``default``.
+    default : int or None, optional
+        The seed returned for None.
+    high : int, optional
+        Exclusive upper bound of a drawn seed.
+    where : str, optional
+        What to name in the error message.
+
+    Returns
+    -------
+    int or None
+        ``default`` when ``rng`` is None.
+
+    Raises
+    ------
+    ConfigurationError
+        For a negative integer, a bool or another type.
+    """
+    if rng is None:
+        return default
+    if is_int(rng):
+        if rng < 0:
+            raise ConfigurationError(f"{where} must be a non-negative seed. Received: {rng!r}")
+        return int(rng)
+    if isinstance(rng, np.random.RandomState):
+        return int(rng.randint(high))
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(high))
+    raise ConfigurationError(
+        f"{where} must be an integer seed (or a NumPy RandomState/Generator to draw one from). "
+        f"Received: {rng!r}"
+    )
+
+
+def is_int(value):
+    """Tell whether ``value`` is an integer (a NumPy one included) and not a bool.
+
+    Parameters
+    ----------
+    value : object
+        The value to test.
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value):
+    """Tell whether ``value`` is a real number (a NumPy one included) and not a bool.
+
+    Parameters
+    ----------
+    value : object
+        Anything; integers count as real numbers, bools and complex numbers
+        do not.
+
+    Returns
+    -------
+    bool
+        True for a real number, which may still be infinite or NaN.
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _bounds_text(low, high, low_open, high_open, integer, plain):
+    """Describe the range of :func:`check_number` in words (``plain``) or symbols."""
+    noun = "integer" if integer else ("finite number" if plain else "number")
+    if low is None and high is None:
+        return f"an {noun}" if integer else f"a {noun}"
+    if low is not None and high is not None:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        return f"{'an integer' if integer else 'a number'} in {left}{low:g}, {high:g}{right}"
+    if plain and high is None and not integer and low == 0:
+        return f"a positive {noun}" if low_open else f"a non-negative {noun} (>= 0)"
+    if plain and high is None and integer and (low, low_open) in ((1, False), (0, True)):
+        return "a positive integer"
+    article = "an" if integer else "a"
+    if high is None:
+        return f"{article} {noun} {'>' if low_open else '>='} {low:g}"
+    return f"{article} {noun} {'<' if high_open else '<='} {high:g}"
+
+
+def check_number(
+    name,
+    value,
+    low=None,
+    high=None,
+    *,
+    integer=False,
+    low_open=False,
+    high_open=False,
+    allow_none=False,
+    where=None,
+):
+    """Check that an option is a number in range and return it as a float or an int.
+
+    Without ``where`` the message follows the Keras style, e.g. ``"`batch_size`
+    must be an integer >= 1. Received: 0"``; with it, the message starts with
+    the owner and describes the range in words, e.g. ``"batches: steps must
+    be a positive integer. Received: 0"``.
+
+    Parameters
+    ----------
+    name : str
+        The option's name, used in the error message.
+    value : object
+        The value to check.
+    low, high : float or None, optional
+        Bounds of the range; None leaves that side unbounded.
+    integer : bool, optional
+        Whether the value must be an integer (floats such as ``2.0`` are
+        refused) rather than a finite real number.
+    low_open, high_open : bool, optional
+        Whether ``low`` and ``high`` themselves are excluded.
+    allow_none : bool, optional
+        Whether None is allowed; it is returned unchanged.
+    where : str, optional
+        The owner of the option (a layer, a loss, a function) to name first.
+
+    Returns
+    -------
+    float, int or None
+        An int when ``integer`` is true, a float otherwise, None for an
+        allowed None.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``value`` is a bool, is not a (finite) number of the right kind
+        or is out of range.
+    """
+    if value is None and allow_none:
+        return None
+    plain = where is not None
+    expected = _bounds_text(low, high, low_open, high_open, integer, plain)
+    if allow_none:
+        expected = f"None or {expected}"
+    if integer:
+        ok = is_int(value)
+    else:
+        ok = is_real(value) and math.isfinite(value)
+        if not ok and not plain:
+            expected = "a finite number"
+    if ok:
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        ok = not (too_low or too_high)
+    if not ok:
+        what = f"{where}: {name}" if plain else f"`{name}`"
+        raise ConfigurationError(f"{what} must be {expected}. Received: {value!r}")
+    return int(value) if integer else float(value)
+
+
+def constant_like(value, like):
+    """Return a PyTensor constant holding ``value`` in the dtype of ``like``.
+
+    Using the dtype of the expression a constant is combined with keeps
+    float32 graphs in float32.
+
+    Parameters
+    ----------
+    value : float or array-like
+        The constant's value.
+    like : pytensor.tensor.TensorVariable
+        The expression whose dtype the constant takes.
+
+    Returns
+    -------
+    pytensor.tensor.TensorConstant
+    """
+    import pytensor.tensor as pt
+
+    return pt.constant(np.asarray(value, dtype=like.dtype))
+
+
+def output_name(name):
+    """Return ``name`` with the output suffix ``":out"`` when it names a bare layer.
+
+    Parameters
+    ----------
+    name : str
+        A layer name (``"hid1"``) or a full output name (``"hid1:pre"``).
+
+    Returns
+    -------
+    str
+        ``name`` unchanged when it holds a colon, ``name + ":out"`` otherwise.
+    """
+    return name if ":" in name else f"{name}:out"
 
 
 def random_matrix(rows, cols, mean=0, std=1, sparsity=0, radius=0, diagonal=0, rng=None):

@@ -59,7 +59,7 @@ def _full_output_name(ref):
         raise util.ConfigurationError(
             f"layer inputs must be names or layers, got {type(ref).__name__} {ref!r}"
         )
-    return ref if ":" in ref else f"{ref}:out"
+    return util.output_name(ref)
 
 
 def _input_list(inputs):
@@ -486,7 +486,7 @@ class Layer(util.Registrar):
             If no parameter has that name or index.
         """
         own = self._own_params()
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if util.is_int(key):
             if -len(own) <= key < len(own):
                 return own[key]
             raise KeyError(f"layer {self.name!r} has no parameter with index {key}")

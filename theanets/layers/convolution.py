@@ -38,7 +38,6 @@ strides. Every path is exactly differentiable, to any order.
 """
 
 import itertools
-import numbers
 
 import numpy as np
 
@@ -74,9 +73,7 @@ def _positive_tuple(value, ndim, what, layer_name, default=None):
         value = default
     items = value if isinstance(value, (tuple, list)) else (value,) * ndim
     items = tuple(items)
-    if len(items) != ndim or not all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in items
-    ):
+    if len(items) != ndim or not all(util.is_int(v) and v > 0 for v in items):
         raise util.ConfigurationError(
             f"layer {layer_name!r}: {what} must be a positive integer or a tuple of {ndim} "
             f"positive integers, got {value!r}"
@@ -301,7 +298,8 @@ class _Spatial:
             )
 
     def _spec_value(self, value):
-        return list(value)
+        """A size or stride as the spec writes it: an int in 1-D, a list otherwise."""
+        return value[0] if self.SPATIAL_NDIM == 1 else list(value)
 
     def _log_line(self, details, *values):
         """Log ``layer <name>: <input><shape> -> <shape>, `` followed by ``details``."""
@@ -581,9 +579,6 @@ class Conv1(Convolution):
         w = self.find("w")
         return w.reshape((self.size, self.input_size, self.filter_size[0]))
 
-    def _spec_value(self, value):
-        return value[0]
-
 
 class Conv2(Convolution):
     """Two-dimensional convolution of ``(batch, width, height, channels)`` images.
@@ -775,9 +770,6 @@ class Pool1(Pooling):
     """
 
     SPATIAL_NDIM = 1
-
-    def _spec_value(self, value):
-        return value[0]
 
 
 class Pool2(Pooling):

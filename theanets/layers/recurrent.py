@@ -134,6 +134,8 @@ class Recurrent(Layer):
     _STATE_OPTIONS = ("h_0",)
     #: Whether a fused implementation exists for this cell.
     _HAS_FUSED = False
+    #: Attributes written into the spec as they are (options of one cell kind).
+    _SPEC_ATTRS = ()
 
     def __init__(
         self,
@@ -159,13 +161,9 @@ class Recurrent(Layer):
                     f"{direction!r}"
                 )
         if bptt_limit is not None:
-            if (
-                isinstance(bptt_limit, bool)
-                or not isinstance(bptt_limit, numbers.Integral)
-                or (bptt_limit <= 0 and bptt_limit != -1)
-            ):
-                raise util.ConfigurationError(
-                    f"layer {name!r}: bptt_limit must be a positive integer, got {bptt_limit!r}"
+            if not (util.is_int(bptt_limit) and bptt_limit == -1):
+                util.check_number(
+                    "bptt_limit", bptt_limit, low=1, integer=True, where=f"layer {name!r}"
                 )
             bptt_limit = None if bptt_limit == -1 else int(bptt_limit)
         if impl not in _IMPLS:
@@ -201,13 +199,7 @@ class Recurrent(Layer):
         return self.size
 
     def _resolve_output_shape(self):
-        shape = self.input_shape
-        if len(shape) != 2:
-            raise util.ConfigurationError(
-                f"layer {self.name!r}: a {type(self).__name__} layer needs input of shape "
-                f"(batch, time, features), but {self.input_name!r} has examples of shape "
-                f"{shape}; use a model from theanets.recurrent"
-            )
+        shape = _sequence_input_shape(self, "; use a model from theanets.recurrent")
         if self.size is None:
             raise util.ConfigurationError(f"layer {self.name!r} needs a size")
         return (shape[0], self.size)
@@ -256,6 +248,7 @@ class Recurrent(Layer):
             spec["bptt_limit"] = self.bptt_limit
         if self.impl != "auto":
             spec["impl"] = self.impl
+        spec.update((key, getattr(self, key)) for key in self._SPEC_ATTRS)
         return spec
 
     # ------------------------------------------------------------------
@@ -517,19 +510,13 @@ class BCRNN(RNN):
     """
 
     _HAS_FUSED = False
+    _SPEC_ATTRS = ("num_modules",)
 
     def __init__(self, num_modules=None, **kwargs):
         name = kwargs.get("name")
-        if isinstance(num_modules, bool) or not isinstance(num_modules, numbers.Integral):
-            raise util.ConfigurationError(
-                f"layer {name!r}: a BCRNN layer needs num_modules, a positive integer; got "
-                f"{num_modules!r}"
-            )
-        if num_modules <= 0:
-            raise util.ConfigurationError(
-                f"layer {name!r}: num_modules must be a positive integer, got {num_modules!r}"
-            )
-        self.num_modules = int(num_modules)
+        self.num_modules = util.check_number(
+            "num_modules", num_modules, low=1, integer=True, where=f"layer {name!r} (BCRNN)"
+        )
         super().__init__(**kwargs)
         if self.size is not None and self.size % self.num_modules:
             raise util.ConfigurationError(
@@ -577,11 +564,6 @@ class BCRNN(RNN):
         pre, out = self._batch_major(pre, out)
         return dict(pre=pre, out=out)
 
-    def _spec_extra(self):
-        spec = super()._spec_extra()
-        spec["num_modules"] = self.num_modules
-        return spec
-
 
 class RRNN(Recurrent):
     """A recurrent layer whose units mix old and new states at a rate.
@@ -623,6 +605,7 @@ class RRNN(Recurrent):
     """
 
     RATES = ("matrix", "vector", "uniform", "log")
+    _SPEC_ATTRS = ("rate",)
 
     def __init__(self, rate="matrix", **kwargs):
         self.rate = _check_rate(rate, self.RATES, kwargs.get("name"))
@@ -646,11 +629,6 @@ class RRNN(Recurrent):
     def _output_dims(self):
         rate = self.size if self.rate == "matrix" else (self.size,)
         return {"out": self.size, "pre": self.size, "hid": self.size, "rate": rate}
-
-    def _spec_extra(self):
-        spec = super()._spec_extra()
-        spec["rate"] = self.rate
-        return spec
 
     def transform(self, inputs):
         """Compute ``pre``, ``hid``, ``rate`` and ``out``.
@@ -730,13 +708,10 @@ class MRNN(Recurrent):
        Text with Recurrent Neural Networks." ICML.
     """
 
+    _SPEC_ATTRS = ("factors",)
+
     def __init__(self, factors=None, **kwargs):
-        if factors is not None and (
-            isinstance(factors, bool) or not isinstance(factors, numbers.Integral) or factors <= 0
-        ):
-            raise util.ConfigurationError(
-                f"layer {kwargs.get('name')!r}: factors must be a positive integer, got {factors!r}"
-            )
+        _check_size(kwargs.get("name"), "factors", factors)
         self._factors_arg = factors
         super().__init__(**kwargs)
 
@@ -759,11 +734,6 @@ class MRNN(Recurrent):
 
     def _output_dims(self):
         return {"out": self.size, "pre": self.size, "factors": self.factors}
-
-    def _spec_extra(self):
-        spec = super()._spec_extra()
-        spec["factors"] = self.factors
-        return spec
 
     def transform(self, inputs):
         """Compute ``pre``, ``factors`` and ``out``.
@@ -1248,18 +1218,12 @@ class SCRN(Recurrent):
 
     _STATE_OPTIONS = ("h_0", "s_0")
     RATES = ("vector", "uniform", "log")
+    _SPEC_ATTRS = ("rate", "context_size")
 
     def __init__(self, rate="vector", context_size=None, **kwargs):
         name = kwargs.get("name")
         self.rate = _check_rate(rate, self.RATES, name)
-        if context_size is not None and (
-            isinstance(context_size, bool)
-            or not isinstance(context_size, numbers.Integral)
-            or context_size <= 0
-        ):
-            raise util.ConfigurationError(
-                f"layer {name!r}: context_size must be a positive integer, got {context_size!r}"
-            )
+        _check_size(name, "context_size", context_size)
         self._context_arg = context_size
         super().__init__(**kwargs)
         self._fixed_rates = None
@@ -1291,12 +1255,6 @@ class SCRN(Recurrent):
     def _output_dims(self):
         c = self.context_size
         return {"out": self.size, "hid": self.size, "state": c, "rate": (c,)}
-
-    def _spec_extra(self):
-        spec = super()._spec_extra()
-        spec["rate"] = self.rate
-        spec["context_size"] = self.context_size
-        return spec
 
     def transform(self, inputs):
         """Compute ``hid``, ``state``, ``rate`` and ``out``.
@@ -1420,12 +1378,7 @@ class Bidirectional(Layer):
         self.backward = None
 
     def _resolve_output_shape(self):
-        shape = self.input_shape
-        if len(shape) != 2:
-            raise util.ConfigurationError(
-                f"layer {self.name!r}: a Bidirectional layer needs input of shape "
-                f"(batch, time, features), but {self.input_name!r} has examples of shape {shape}"
-            )
+        shape = _sequence_input_shape(self)
         if self.size is None:
             raise util.ConfigurationError(f"layer {self.name!r} needs a size")
         return (shape[0], self.size)
@@ -1549,6 +1502,62 @@ def _is_init_kwarg(key):
     from .base import _PER_PARAM, INIT_KWARGS
 
     return key in INIT_KWARGS or bool(_PER_PARAM.match(key))
+
+
+def _sequence_input_shape(layer, hint=""):
+    """Return the example shape of a layer's input after checking it is a sequence.
+
+    Parameters
+    ----------
+    layer : :class:`theanets.layers.Layer`
+        A layer with one input, whose examples must be ``(time, features)``.
+    hint : str, optional
+        Text added to the error message.
+
+    Returns
+    -------
+    tuple
+        The input's example shape ``(time, features)``.
+
+    Raises
+    ------
+    ConfigurationError
+        If the input's examples do not have two axes.
+    """
+    shape = layer.input_shape
+    if len(shape) != 2:
+        raise util.ConfigurationError(
+            f"layer {layer.name!r}: a {type(layer).__name__} layer needs input of shape "
+            f"(batch, time, features), but {layer.input_name!r} has examples of shape "
+            f"{shape}{hint}"
+        )
+    return shape
+
+
+def _check_size(layer_name, key, value):
+    """Check an optional size option of a layer.
+
+    Parameters
+    ----------
+    layer_name : str or None
+        The layer's name, for the error message.
+    key : str
+        The option's name.
+    value : object
+        The value given; None leaves the size to its default.
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    ConfigurationError
+        If ``value`` is neither None nor a positive integer.
+    """
+    return util.check_number(
+        key, value, low=1, integer=True, allow_none=True, where=f"layer {layer_name!r}"
+    )
 
 
 def _check_rate(rate, allowed, name):

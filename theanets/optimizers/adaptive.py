@@ -15,8 +15,6 @@ import pytensor.gradient
 import pytensor.tensor as pt
 
 from .. import util
-from ._checks import check_number as _check_number
-from ._checks import halflife_to_decay as _halflife_to_decay
 from .base import Optimizer
 
 __all__ = ["RProp", "RMSProp", "ADAGRAD", "ADADELTA", "ESGD", "Adam"]
@@ -83,9 +81,13 @@ class RProp(Optimizer):
 
     def _check_hyperparameters(self, config):
         for name in ("rprop_increase", "rprop_decrease"):
-            config[name] = _check_number(name, config[name], low=0.0, low_open=True)
-        config["rprop_min_step"] = _check_number("rprop_min_step", config["rprop_min_step"])
-        config["rprop_max_step"] = _check_number("rprop_max_step", config["rprop_max_step"])
+            config[name] = util.check_number(name, config[name], low=0, low_open=True)
+        config["rprop_min_step"] = util.check_number(
+            "rprop_min_step", config["rprop_min_step"], low=0
+        )
+        config["rprop_max_step"] = util.check_number(
+            "rprop_max_step", config["rprop_max_step"], low=0
+        )
         if config["rprop_max_step"] < config["rprop_min_step"]:
             raise util.ConfigurationError(
                 f"rprop_max_step ({config['rprop_max_step']}) must be at least "
@@ -157,7 +159,9 @@ class ADAGRAD(Optimizer):
     hyperparameters = {"rms_regularizer": 1e-8}
 
     def _check_hyperparameters(self, config):
-        config["rms_regularizer"] = _check_number("rms_regularizer", config["rms_regularizer"])
+        config["rms_regularizer"] = util.check_number(
+            "rms_regularizer", config["rms_regularizer"], low=0
+        )
 
     def _set_scalars(self, config):
         super()._set_scalars(config)
@@ -211,7 +215,9 @@ class RMSProp(Optimizer):
     hyperparameters = {"rms_halflife": 14, "rms_regularizer": 1e-8}
 
     def _check_hyperparameters(self, config):
-        config["rms_regularizer"] = _check_number("rms_regularizer", config["rms_regularizer"])
+        config["rms_regularizer"] = util.check_number(
+            "rms_regularizer", config["rms_regularizer"], low=0
+        )
         _halflife_to_decay("rms_halflife", config["rms_halflife"])
 
     def _set_scalars(self, config):
@@ -349,7 +355,7 @@ class ESGD(RMSProp):
 
     def _prepare_run(self, config):
         if config["rng"] is not None:
-            seed = _seed_from(config["rng"])
+            seed = util.seed_from(util.resolve_rng(config["rng"], kind="any"), high=2**31)
             self._rng.set_value(np.random.default_rng(seed), borrow=True)
 
     def _begin_updates(self, key):
@@ -403,11 +409,14 @@ class ESGD(RMSProp):
         yield param, self._hyper("learning_rate", dtype) * grad / denom
 
 
-def _seed_from(rng):
-    """Return an integer seed from an int, a RandomState or a Generator."""
-    if isinstance(rng, np.random.Generator):
-        return int(rng.integers(2**31))
-    return int(util.resolve_rng(rng).randint(2**31))
+def _halflife_to_decay(name, halflife):
+    r"""Return the moving-average weight :math:`\gamma = e^{-\ln 2 / h}` of a half-life.
+
+    ``halflife`` is checked to be a finite number :math:`h > 0` (in updates);
+    the result lies in :math:`(0, 1)`.
+    """
+    h = util.check_number(name, halflife, low=0, low_open=True)
+    return float(np.exp(-np.log(2) / h))
 
 
 class Adam(Optimizer):
@@ -492,8 +501,8 @@ class Adam(Optimizer):
     )
 
     def _check_hyperparameters(self, config):
-        config["beta1_decay"] = _check_number(
-            "beta1_decay", config["beta1_decay"], low=0.0, low_open=True, high=1.0, high_open=False
+        config["beta1_decay"] = util.check_number(
+            "beta1_decay", config["beta1_decay"], low=0, low_open=True, high=1
         )
         for which in ("beta1", "beta2"):
             halflife = f"{which}_halflife"
@@ -501,12 +510,16 @@ class Adam(Optimizer):
             if config[which] is None:
                 config[which] = decay
             else:
-                config[which] = _check_number(which, config[which], high=1.0)
-        config["rms_regularizer"] = _check_number("rms_regularizer", config["rms_regularizer"])
+                config[which] = util.check_number(
+                    which, config[which], low=0, high=1, high_open=True
+                )
+        config["rms_regularizer"] = util.check_number(
+            "rms_regularizer", config["rms_regularizer"], low=0
+        )
         if config["epsilon"] is None:
             config["epsilon"] = config["rms_regularizer"]
         else:
-            config["epsilon"] = _check_number("epsilon", config["epsilon"])
+            config["epsilon"] = util.check_number("epsilon", config["epsilon"], low=0)
 
     def _set_scalars(self, config):
         super()._set_scalars(config)

@@ -31,8 +31,6 @@ from pytensor.graph.basic import Constant, Variable
 
 from .. import backend as _backend
 from .. import util
-from ._checks import check_count as _check_count
-from ._checks import check_number as _check_number
 from .loop import TrainingLoop
 
 __all__ = ["Optimizer", "build"]
@@ -373,20 +371,32 @@ class Optimizer(TrainingLoop, util.Registrar):
                 )
         config.update(given)
         c = config
-        c["learning_rate"] = _check_number("learning_rate", c["learning_rate"])
-        c["momentum"] = _check_number("momentum", c["momentum"], high=1.0)
+        c["learning_rate"] = util.check_number("learning_rate", c["learning_rate"], low=0)
+        c["momentum"] = util.check_number("momentum", c["momentum"], low=0, high=1, high_open=True)
         if not isinstance(c["nesterov"], (bool, np.bool_)):
             raise util.ConfigurationError(f"nesterov must be True or False, got {c['nesterov']!r}")
         c["nesterov"] = bool(c["nesterov"])
-        c["max_gradient_norm"] = _check_number("max_gradient_norm", c["max_gradient_norm"])
-        c["max_gradient_elem"] = _check_number("max_gradient_elem", c["max_gradient_elem"])
-        c["min_improvement"] = _check_number("min_improvement", c["min_improvement"])
-        c["patience"] = _check_count("patience", c["patience"], 0)
-        c["validate_every"] = _check_count("validate_every", c["validate_every"], 1)
-        c["max_updates"] = _check_count("max_updates", c["max_updates"], 1, allow_none=True)
-        c["train_batches"] = _check_count("train_batches", c["train_batches"], 1, allow_none=True)
-        c["valid_batches"] = _check_count("valid_batches", c["valid_batches"], 1, allow_none=True)
-        c["batch_size"] = _check_count("batch_size", c["batch_size"], 1)
+        c["max_gradient_norm"] = util.check_number(
+            "max_gradient_norm", c["max_gradient_norm"], low=0
+        )
+        c["max_gradient_elem"] = util.check_number(
+            "max_gradient_elem", c["max_gradient_elem"], low=0
+        )
+        c["min_improvement"] = util.check_number("min_improvement", c["min_improvement"], low=0)
+        c["patience"] = util.check_number("patience", c["patience"], low=0, integer=True)
+        c["validate_every"] = util.check_number(
+            "validate_every", c["validate_every"], low=1, integer=True
+        )
+        c["max_updates"] = util.check_number(
+            "max_updates", c["max_updates"], low=1, integer=True, allow_none=True
+        )
+        c["train_batches"] = util.check_number(
+            "train_batches", c["train_batches"], low=1, integer=True, allow_none=True
+        )
+        c["valid_batches"] = util.check_number(
+            "valid_batches", c["valid_batches"], low=1, integer=True, allow_none=True
+        )
+        c["batch_size"] = util.check_number("batch_size", c["batch_size"], low=1, integer=True)
         self._check_hyperparameters(c)
         return c
 
@@ -402,7 +412,7 @@ class Optimizer(TrainingLoop, util.Registrar):
         """Return the shared ``floatX`` scalar holding hyperparameter ``name``."""
         if name not in self._scalars:
             self._scalars[name] = pytensor.shared(
-                np.asarray(0, dtype=str(util.FLOAT)), name=f"{type(self).__name__}.{name}"
+                np.asarray(0, dtype=pytensor.config.floatX), name=f"{type(self).__name__}.{name}"
             )
         return self._scalars[name]
 
@@ -412,7 +422,7 @@ class Optimizer(TrainingLoop, util.Registrar):
         return var if var.dtype == dtype else pt.cast(var, dtype)
 
     def _set_scalar(self, name, value):
-        self._scalar(name).set_value(np.asarray(value, dtype=str(util.FLOAT)))
+        self._scalar(name).set_value(np.asarray(value, dtype=pytensor.config.floatX))
 
     def _set_scalars(self, config):
         """Copy the numeric values of ``config`` into the shared scalars.

@@ -6,19 +6,31 @@ shuffled order, or calls a user function that produces each batch itself.
 """
 
 import numpy as np
+import pytensor
 import scipy.sparse
 
 from .. import util
-from ._checks import check_count
 
 __all__ = ["Dataset"]
 
 
-def _resolve_rng(rng):
-    """Return a NumPy random source from a seed, a RandomState or a Generator."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return util.resolve_rng(rng)
+def as_array_list(value):
+    """Return ``value`` as a sequence of arrays, wrapping one lone array in a list.
+
+    Parameters
+    ----------
+    value : object
+        A dense or sparse array, or a list or tuple of them.
+
+    Returns
+    -------
+    list, tuple or None
+        ``[value]`` for a lone array, a list or tuple as it is, and None for
+        anything else (the caller names what it expected).
+    """
+    if isinstance(value, np.ndarray) or scipy.sparse.issparse(value):
+        return [value]
+    return value if isinstance(value, (list, tuple)) else None
 
 
 def _convert(array, index=None):
@@ -27,7 +39,7 @@ def _convert(array, index=None):
     Dense arrays come back C-contiguous (a copy is made only when needed);
     sparse matrices keep their format.
     """
-    float_x = str(util.FLOAT)
+    float_x = pytensor.config.floatX
     if scipy.sparse.issparse(array):
         if array.dtype.kind in "fb" and array.dtype != float_x:
             array = array.astype(float_x)
@@ -117,10 +129,12 @@ class Dataset:
 
     def __init__(self, inputs, name=None, batch_size=32, iteration_size=None, axis=0, rng=None):
         self.name = name or "dataset"
-        self.batch_size = check_count("batch_size", batch_size, 1)
-        self.iteration_size = check_count("iteration_size", iteration_size, 1, allow_none=True)
+        self.batch_size = util.check_number("batch_size", batch_size, low=1, integer=True)
+        self.iteration_size = util.check_number(
+            "iteration_size", iteration_size, low=1, integer=True, allow_none=True
+        )
         self.axis = axis
-        self.rng = _resolve_rng(rng)
+        self.rng = util.resolve_rng(rng, kind="any")
         self._callable = None
         self._arrays = None
         self._slices = []
@@ -247,13 +261,12 @@ class Dataset:
         return batch
 
     def _call(self):
-        batch = self._callable()
-        if isinstance(batch, np.ndarray) or scipy.sparse.issparse(batch):
-            batch = [batch]
-        if not isinstance(batch, (list, tuple)):
+        returned = self._callable()
+        batch = as_array_list(returned)
+        if batch is None:
             raise TypeError(
                 f"{self.name}: the batch callable must return a list or tuple of arrays, "
-                f"got {type(batch).__name__}"
+                f"got {type(returned).__name__}"
             )
         return [_convert(x, i) for i, x in enumerate(batch)]
 

@@ -9,12 +9,11 @@ that depends on the arguments only. Both functions are re-exported by
 """
 
 import inspect
-import numbers
 
 from .. import util
 from ._matching import layer_roles, out_patterns, warn
 from .base import Regularizer
-from .noise import BernoulliDropout, GaussianNoise, check_seed, separate_streams, uses_streams
+from .noise import DEFAULT_SEED, BernoulliDropout, GaussianNoise, separate_streams, uses_streams
 
 __all__ = ["from_kwargs", "known_kwargs"]
 
@@ -79,7 +78,7 @@ def _build(cls, value, argname, **defaults):
                         f"{util.closest_match(key, names)} Valid: {', '.join(sorted(names))}"
                     )
             defaults = {k: v for k, v in defaults.items() if k in names}
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+    elif util.is_real(value):
         kwargs = dict(weight=value)
         names = _constructor_names(cls)
         if names is not None:
@@ -101,9 +100,7 @@ def _build(cls, value, argname, **defaults):
 
 def _is_off(value):
     """A bare zero (or None) switches a keyword regularizer off."""
-    return value is None or (
-        isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
-    )
+    return value is None or (util.is_real(value) and value == 0)
 
 
 def from_kwargs(network, **kwargs):
@@ -203,7 +200,7 @@ def from_kwargs(network, **kwargs):
             f"arguments, got {type(extra).__name__} {extra!r}"
         )
 
-    seed = check_seed(kwargs.get("rng"))
+    seed = util.seed_from(kwargs.get("rng"), default=DEFAULT_SEED)
     layers = list(getattr(network, "layers", []))
     inputs, hidden, outputs = layer_roles(layers)
     roles = dict(input=inputs, hidden=hidden, output=outputs)

@@ -6,7 +6,6 @@ it is defined. :func:`freeze` turns option values into the hashable parts
 of :meth:`Regularizer.cache_key`.
 """
 
-import math
 import numbers
 
 import numpy as np
@@ -151,7 +150,7 @@ class Regularizer(util.Registrar):
         HiddenL1(pattern='hid1:out', weight=0.1)
         """
         klass = cls.lookup(key)
-        if args and isinstance(args[0], numbers.Real) and not isinstance(args[0], bool):
+        if args and util.is_real(args[0]):
             if len(args) > 1 or "weight" in kwargs:
                 raise util.ConfigurationError(
                     f"Regularizer.build({key!r}, {', '.join(map(repr, args))}): a number "
@@ -162,19 +161,8 @@ class Regularizer(util.Registrar):
         return klass(*args, **kwargs)
 
     def _check_weight(self, weight):
-        name = type(self).__name__
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
-            raise util.ConfigurationError(
-                f"{name}: weight must be a real number, got {type(weight).__name__} {weight!r}"
-            )
-        weight = float(weight)
-        if not math.isfinite(weight):
-            raise util.ConfigurationError(f"{name}: weight must be finite, got {weight!r}")
-        if self._NONNEGATIVE_WEIGHT and weight < 0:
-            raise util.ConfigurationError(
-                f"{name}: weight must be a non-negative number, got {weight!r}"
-            )
-        return weight
+        low = 0 if self._NONNEGATIVE_WEIGHT else None
+        return util.check_number("weight", weight, low=low, where=type(self).__name__)
 
     def log(self):
         """Log a one-line description of this regularizer."""

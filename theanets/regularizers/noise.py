@@ -3,15 +3,15 @@ r"""Regularizers that rewrite graph outputs with random values, and their random
 :class:`BernoulliDropout` and :class:`GaussianNoise` replace matching graph
 outputs while the graph is built. Each output they change draws from its
 own shared NumPy ``Generator``, seeded from the ``rng`` argument
-(:func:`check_seed`, default :data:`DEFAULT_SEED`), the class, the pattern
-and the output name, and advanced by every compiled function that uses it;
-:func:`separate_streams` keeps equal regularizers from drawing equal values.
+(:func:`theanets.util.seed_from`, default :data:`DEFAULT_SEED`), the class,
+the pattern and the output name. A compiled function advances the stream
+through the explicit updates the graph hands out (:meth:`pop_updates`, which
+:meth:`theanets.Network.updates` collects); :func:`separate_streams` keeps
+equal regularizers from drawing equal values.
 
 All public names are re-exported by :mod:`theanets.regularizers`.
 """
 
-import numbers
-import warnings
 import zlib
 
 import numpy as np
@@ -29,59 +29,6 @@ __all__ = ["DEFAULT_SEED", "BernoulliDropout", "GaussianNoise"]
 DEFAULT_SEED = 13
 
 
-def check_seed(rng, where="rng"):
-    """Turn an ``rng`` argument into an integer seed.
-
-    Parameters
-    ----------
-    rng : None, int, :class:`numpy.random.RandomState` or :class:`numpy.random.Generator`
-        None means :data:`DEFAULT_SEED`; a NumPy generator gives one draw.
-    where : str, optional
-        What to name in the error message.
-
-    Returns
-    -------
-    int
-
-    Raises
-    ------
-    ConfigurationError
-        For a negative integer, a bool or another type.
-    """
-    if rng is None:
-        return DEFAULT_SEED
-    if isinstance(rng, bool):
-        raise util.ConfigurationError(f"{where} must be an integer seed, got {rng!r}")
-    if isinstance(rng, numbers.Integral):
-        if rng < 0:
-            raise util.ConfigurationError(f"{where} must be a non-negative seed, got {rng!r}")
-        return int(rng)
-    if isinstance(rng, np.random.RandomState):
-        return int(rng.randint(2**31 - 1))
-    if isinstance(rng, np.random.Generator):
-        return int(rng.integers(2**31 - 1))
-    raise util.ConfigurationError(
-        f"{where} must be an integer seed (or a NumPy RandomState/Generator to draw one from), "
-        f"got {rng!r}"
-    )
-
-
-def _set_default_update(shared, update):
-    """Make ``shared`` advance in every function that uses it.
-
-    PyTensor 3 deprecates ``default_update`` in favour of explicit updates
-    (which :meth:`Regularizer.pop_updates` also provides); it is still set,
-    quietly, so that functions users compile from ``net.loss()`` without
-    the network's updates draw fresh values too.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            shared.default_update = update
-    except Exception:  # pragma: no cover - a PyTensor without the attribute
-        pass
-
-
 class _RandomRewrite:
     """Shared code of :class:`BernoulliDropout` and :class:`GaussianNoise`."""
 
@@ -94,7 +41,7 @@ class _RandomRewrite:
         if self.pattern is None:
             self.pattern = "*:out"
         self._check_rate()
-        self.rng = check_seed(rng, f"{type(self).__name__} rng")
+        self.rng = util.seed_from(rng, default=DEFAULT_SEED, where=f"{type(self).__name__} rng")
         self._stream_index = 0
         self._updates = []
         self._streams = []
@@ -139,7 +86,6 @@ class _RandomRewrite:
             stream = self._stream(name)
             new, next_state = self._rewrite(expr, stream)
             self._updates.append((stream, next_state))
-            _set_default_update(stream, next_state)
             self._streams.append(stream)
             new.name = name
             outputs.setdefault(name + self._SUFFIX, expr)
@@ -250,11 +196,14 @@ class BernoulliDropout(_RandomRewrite, Regularizer):
     _SUFFIX = "-predrop"
 
     def _check_rate(self):
-        if not 0 <= self.weight < 1:
-            raise util.ConfigurationError(
-                f"BernoulliDropout: the drop probability (weight) must be in [0, 1), got "
-                f"{self.weight!r}"
-            )
+        util.check_number(
+            "the drop probability (weight)",
+            self.weight,
+            low=0,
+            high=1,
+            high_open=True,
+            where="BernoulliDropout",
+        )
 
     def _rewrite(self, expr, stream):
         keep = 1.0 - self.weight
@@ -324,10 +273,9 @@ class GaussianNoise(_RandomRewrite, Regularizer):
     _SUFFIX = "-prenoise"
 
     def _check_rate(self):
-        if self.weight < 0:
-            raise util.ConfigurationError(
-                f"GaussianNoise: the standard deviation (weight) must be >= 0, got {self.weight!r}"
-            )
+        util.check_number(
+            "the standard deviation (weight)", self.weight, low=0, where="GaussianNoise"
+        )
 
     def _rewrite(self, expr, stream):
         # float64 parameters: with float32 ones PyTensor 3 draws several times slower

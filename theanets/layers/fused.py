@@ -43,7 +43,6 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
 
 from ._compiled import (
     drop_buffers,
@@ -55,7 +54,7 @@ from ._compiled import (
     step_threads,
     tanh,
 )
-from ._dispatch import numba_dispatch
+from ._dispatch import BackendOp, numba_dispatch, once
 
 __all__ = ["supports", "rnn", "lstm", "gru"]
 
@@ -527,14 +526,17 @@ def _cotangent(g, like):
     return g
 
 
-class _FusedOp(Op):
+class _FusedOp(BackendOp):
     """Shared plumbing: dtype unification, shapes, and running the compiled loop.
 
     Subclasses name their compiled loop in ``_kernel`` and the extra
-    (static) arguments it takes after the inputs in :meth:`_static`.
+    (static) arguments it takes after the inputs in :meth:`_static`. The
+    Numba versions of all six operations are registered when the first one
+    is made.
     """
 
     _kernel = None
+    register_backends = staticmethod(lambda: _register_numba())
 
     def _tensors(self, *inputs):
         inputs = [pt.as_tensor_variable(i) for i in inputs]
@@ -588,6 +590,7 @@ class RNNForward(_FusedOp):
     def __init__(self, activation, truncate=-1):
         self.activation = activation
         self.truncate = truncate
+        super().__init__()
 
     def _static(self):
         return (_CODES[self.activation],)
@@ -623,6 +626,7 @@ class RNNBackward(_FusedOp):
     def __init__(self, activation, truncate=-1):
         self.activation = activation
         self.truncate = truncate
+        super().__init__()
 
     def _static(self):
         return (_CODES[self.activation], self.truncate)
@@ -695,6 +699,7 @@ class LSTMForward(_FusedOp):
 
     def __init__(self, truncate=-1):
         self.truncate = truncate
+        super().__init__()
 
     def make_node(self, xw, h0, c0, hh, ci, cf, co, b):
         inputs = self._tensors(xw, h0, c0, hh, ci, cf, co, b)
@@ -736,6 +741,7 @@ class LSTMBackward(_FusedOp):
 
     def __init__(self, truncate=-1):
         self.truncate = truncate
+        super().__init__()
 
     def _static(self):
         return (self.truncate,)
@@ -813,6 +819,7 @@ class GRUForward(_FusedOp):
     def __init__(self, activation, truncate=-1):
         self.activation = activation
         self.truncate = truncate
+        super().__init__()
 
     def _static(self):
         return (_CODES[self.activation],)
@@ -852,6 +859,7 @@ class GRUBackward(_FusedOp):
     def __init__(self, activation, truncate=-1):
         self.activation = activation
         self.truncate = truncate
+        super().__init__()
 
     def _static(self):
         return (_CODES[self.activation], self.truncate)
@@ -902,6 +910,7 @@ def gru(layer, xw, h0):
 # PyTensor's Numba backend
 
 
+@once
 def _register_numba():
     """Compile the ops into PyTensor's Numba graphs (instead of object-mode calls).
 
@@ -1008,6 +1017,3 @@ def _register_numba():
             )  # fmt: skip
 
         return gru_backward, _NUMBA_VERSION
-
-
-_register_numba()

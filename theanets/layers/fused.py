@@ -526,6 +526,11 @@ def _cotangent(g, like):
     return g
 
 
+def _register_backends():
+    """Register the Numba versions of the fused operations (done once)."""
+    _register_numba()
+
+
 class _FusedOp(BackendOp):
     """Shared plumbing: dtype unification, shapes, and running the compiled loop.
 
@@ -536,7 +541,7 @@ class _FusedOp(BackendOp):
     """
 
     _kernel = None
-    register_backends = staticmethod(lambda: _register_numba())
+    register_backends = staticmethod(_register_backends)
 
     def _tensors(self, *inputs):
         inputs = [pt.as_tensor_variable(i) for i in inputs]

@@ -1,5 +1,6 @@
 """Shared helpers for the benchmark scripts: timing, machine description, results."""
 
+import contextlib
 import json
 import os
 import platform
@@ -120,3 +121,14 @@ def ratio(a, b):
     if a is None or b is None:
         return None
     return round(a / b, 2)
+
+
+def thread_limit(threads):
+    """Limit every BLAS/OpenMP pool in the process (NumPy's, SciPy's); None: no limit."""
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return contextlib.nullcontext()
+    return ThreadpoolController().limit(limits=threads)

@@ -43,8 +43,8 @@ from _common import record
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-#: Child script: train a classifier, then predict; print timings as JSON.
-CLASSIFIER = """
+#: Start of every child script: CPU-time helper, imports (timed), float32.
+PREAMBLE = """
 import json, resource, sys, time
 
 def cpu():
@@ -57,6 +57,12 @@ import theanets
 import pytensor
 pytensor.config.floatX = 'float32'
 t1, c1 = time.perf_counter(), cpu()
+"""
+
+#: Child script: train a classifier, then predict; print timings as JSON.
+CLASSIFIER = (
+    PREAMBLE
+    + """
 hidden, activation = int(sys.argv[1]), sys.argv[2]
 rng = np.random.default_rng(0)
 x = rng.random((512, 64)).astype('float32')
@@ -70,21 +76,12 @@ t3, c3 = time.perf_counter(), cpu()
 print(json.dumps({'import': [t1 - t0, c1 - c0], 'train': [t2 - t1, c2 - c1],
                   'predict': [t3 - t2, c3 - c2], 'mode': str(theanets.backend.choose_mode())}))
 """
+)
 
 #: Child script: layer-wise training of a tied autoencoder, then fine-tuning.
-LAYERWISE = """
-import json, resource, time
-
-def cpu():
-    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
-
-t0, c0 = time.perf_counter(), cpu()
-import numpy as np
-import theanets
-import pytensor
-pytensor.config.floatX = 'float32'
-t1, c1 = time.perf_counter(), cpu()
+LAYERWISE = (
+    PREAMBLE
+    + """
 rng = np.random.default_rng(0)
 x = rng.random((256, 784)).astype('float32')
 net = theanets.Autoencoder([784, (256, 'sigmoid'), (100, 'sigmoid'), (64, 'sigmoid'),
@@ -96,6 +93,7 @@ t3, c3 = time.perf_counter(), cpu()
 print(json.dumps({'import': [t1 - t0, c1 - c0], 'layerwise': [t2 - t1, c2 - c1],
                   'finetune': [t3 - t2, c3 - c2]}))
 """
+)
 
 
 def _env(cache, mode):

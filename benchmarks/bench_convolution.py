@@ -37,7 +37,6 @@ Run ``python benchmarks/bench_convolution.py``; results go to
 """
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -47,7 +46,15 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import interleaved_times, ratio, record, run_python, set_float32, torch_or_none
+from _common import (
+    interleaved_times,
+    ratio,
+    record,
+    run_python,
+    set_float32,
+    thread_limit,
+    torch_or_none,
+)
 
 BATCH = 64
 BATCHES = 8
@@ -188,17 +195,6 @@ def torch_epoch(torch, net, x, y):
             opt.step()
 
     return epoch, model, loss_at
-
-
-def thread_limit(threads):
-    """Limit the BLAS libraries of the process; None: no limit."""
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return contextlib.nullcontext()
-    return ThreadpoolController().limit(limits=threads)
 
 
 def load_average():

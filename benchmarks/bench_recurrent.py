@@ -29,13 +29,12 @@ Run ``python benchmarks/bench_recurrent.py``; results go to
 """
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
 
 import numpy as np
-from _common import interleaved_times, ratio, record, set_float32, torch_or_none
+from _common import interleaved_times, ratio, record, set_float32, thread_limit, torch_or_none
 
 INPUTS, HIDDEN, OUTPUTS = 32, 128, 32
 STEPS, BATCH = 50, 64
@@ -97,17 +96,6 @@ def torch_epoch(torch, cell, x, y):
             opt.step()
 
     return epoch
-
-
-def thread_limit(threads):
-    """Limit every BLAS/OpenMP pool in the process (NumPy's, SciPy's); None: no limit."""
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return contextlib.nullcontext()
-    return ThreadpoolController().limit(limits=threads)
 
 
 def summarize(times, batches):

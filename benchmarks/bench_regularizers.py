@@ -51,7 +51,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import theanets  # noqa: E402, I001
 import numpy as np  # noqa: E402
 import pytensor  # noqa: E402
-from _common import interleaved_times, record  # noqa: E402
+from _common import interleaved_times, record, thread_limit  # noqa: E402
 
 from theanets import optimizers  # noqa: E402
 from theanets.regularizers import _jacobian as J  # noqa: E402
@@ -104,15 +104,6 @@ def general_path(closed_form=True):
         yield
     finally:
         J._chain_norms, J._closed_form_norm = saved
-
-
-def thread_limit(threads):
-    """Limit the BLAS thread pools of this process (a no-op without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads)
 
 
 def compile_steps(net, configs, batch):

@@ -26,7 +26,7 @@ def setting(monkeypatch):
 
 def _auto():
     """What the docs say the automatic choice is on this machine."""
-    return "CVM" if pytensor.config.cxx else "NUMBA"
+    return "CVM_PARALLEL" if pytensor.config.cxx else "NUMBA"
 
 
 # Each row: (THEANETS_MODE, set_mode() argument, pytensor.config flags, expected choice),

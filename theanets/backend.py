@@ -14,14 +14,17 @@ The rules, in order:
    default ``'Mode'`` (e.g. ``PYTENSOR_FLAGS=mode=NUMBA``), or
    ``pytensor.config.linker`` other than ``'auto'``; the mode named by
    ``pytensor.config.mode`` is then used, as PyTensor would;
-3. otherwise PyTensor's C backend (``'CVM'``) when a C++ compiler is
-   available, and PyTensor's own default, Numba (``'NUMBA'``), when not.
+3. otherwise PyTensor's C backend when a C++ compiler is available, as the
+   mode ``'CVM_PARALLEL'`` (PyTensor's ``'CVM'`` with the C modules of a new
+   graph compiled in parallel, :mod:`theanets._parallel_c`), and
+   PyTensor's own default, Numba (``'NUMBA'``), when not.
 
 The C backend is the automatic choice because it compiles each operation
 into a module that is cached on disk and shared by every graph that uses the
 same operation, so a new or changed model only compiles what is new, while
-Numba compiles each whole graph anew. See the "Backend" section of the
-README and the performance guide for the measurements.
+Numba compiles each whole graph anew; compiling those modules in parallel
+divides the wait for a new model by the number of cores. See the "Backend"
+section of the README and the performance guide for the measurements.
 
 In the package this module sits above :mod:`theanets.layers` (it hands JAX
 modes to :mod:`theanets.layers.jax_dispatch`, imported only when a JAX mode
@@ -37,19 +40,28 @@ import shutil
 
 import pytensor
 
-from . import util
+from . import _parallel_c, util
 
 __all__ = ["ENV_VAR", "choose_mode", "get_mode", "mode_key", "parameters_on_device", "set_mode"]
 
 #: Environment variable read by :func:`get_mode` when :func:`set_mode` was not called.
 ENV_VAR = "THEANETS_MODE"
 
-#: The mode of the automatic choice when a C++ compiler is available.
-C_MODE = "CVM"
+#: The mode of the automatic choice when a C++ compiler is available:
+#: PyTensor's ``'CVM'`` whose linker compiles missing C modules in parallel.
+C_MODE = "CVM_PARALLEL"
 #: The mode of the automatic choice without a C++ compiler.
 NUMBA_MODE = "NUMBA"
 
 _AUTO = "auto"
+
+if C_MODE not in pytensor.compile.mode.predefined_modes:
+    pytensor.compile.mode.register_mode(
+        C_MODE,
+        pytensor.compile.mode.Mode(
+            linker=_parallel_c.ParallelCVMLinker(use_cloop=True), optimizer="fast_run"
+        ),
+    )
 #: What :func:`set_mode` set: None (follow ``THEANETS_MODE``), ``'auto'`` or a mode.
 _setting = None
 _rewrites_registered = False
@@ -164,8 +176,8 @@ def choose_mode(mode=None):
         ``mode`` if given, else the :func:`set_mode`/``THEANETS_MODE``
         setting, else an explicit ``pytensor.config.mode`` (``'Mode'`` when
         only ``pytensor.config.linker`` was changed: PyTensor then uses that
-        linker), else ``'CVM'`` with a C++ compiler (``pytensor.config.cxx``)
-        and ``'NUMBA'`` without.
+        linker), else ``'CVM_PARALLEL'`` with a C++ compiler
+        (``pytensor.config.cxx``) and ``'NUMBA'`` without.
 
     Examples
     --------

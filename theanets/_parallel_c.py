@@ -1,0 +1,250 @@
+"""PyTensor's C backend with the C modules of a new graph compiled in parallel.
+
+PyTensor's C backend (its ``'CVM'`` mode) compiles one C module per
+operation that has no cached module yet, one after the other, while holding
+the lock of the compile directory. A model never compiled on the machine
+needs a few dozen modules, about a second of compiler time each, so almost
+all of its first ``train()`` is spent waiting for the compiler on one core.
+
+:class:`ParallelCVMLinker` is PyTensor's ``VMLinker`` with one step added
+before it links a graph: it finds the operations whose modules are not in
+the cache, runs the compiler for them in parallel (the compiler is a
+separate process, so threads suffice), and enters the finished modules into
+PyTensor's cache. The linker then finds every module cached and links the
+graph as usual. The modules are the ones PyTensor would have compiled, from
+the same source and with the same flags, so every result is the same.
+
+Anything unexpected in that step (a module that fails to compile, an
+operation whose key or source cannot be computed) leaves that operation to
+PyTensor's own, sequential path, which compiles it again and reports its
+errors as PyTensor always does.
+
+The number of compiler processes is :func:`compile_jobs`: the
+``THEANETS_COMPILE_JOBS`` environment variable, or else the number of CPUs
+this process may use; ``1`` turns the parallel step off.
+"""
+
+import concurrent.futures
+import os
+import shutil
+
+from pytensor.compile.compilelock import lock_ctx
+from pytensor.graph.fg import FunctionGraph
+from pytensor.link.c.basic import CLinker, get_module_cache
+from pytensor.link.c.cmodule import dlimport, dlimport_workdir, get_lib_extension, get_module_hash
+from pytensor.link.c.op import COp
+from pytensor.link.vm import VMLinker
+
+from . import util
+
+__all__ = ["JOBS_VAR", "ParallelCVMLinker", "compile_jobs", "compile_missing_modules"]
+
+#: Environment variable read by :func:`compile_jobs`.
+JOBS_VAR = "THEANETS_COMPILE_JOBS"
+
+
+def compile_jobs():
+    """Return how many C modules :class:`ParallelCVMLinker` compiles at once.
+
+    Returns
+    -------
+    int
+        ``THEANETS_COMPILE_JOBS`` if set, else the number of CPUs this
+        process may run on.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``THEANETS_COMPILE_JOBS`` is not an integer >= 1.
+    """
+    value = os.environ.get(JOBS_VAR, "").strip()
+    if not value:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):  # pragma: no cover - not Linux
+            return os.cpu_count() or 1
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise util.ConfigurationError(f"{JOBS_VAR} must be an integer >= 1. Received: {value!r}")
+    return jobs
+
+
+class _Pending:
+    """One module to compile: its cache key, source and compiler arguments."""
+
+    def __init__(self, linker, key, source, module_hash):
+        self.key = key
+        self.source = source
+        self.module_hash = module_hash
+        self.name = linker.get_dynamic_module().code_hash
+        self.compiler = linker.c_compiler()
+        self.arguments = {
+            "include_dirs": linker.header_dirs(),
+            "lib_dirs": linker.lib_dirs(),
+            "libs": linker.libraries(),
+            "preargs": linker.compile_args(),
+        }
+        self.location = None
+
+    def compile(self, directory):
+        """Run the compiler into a new folder of ``directory`` (thread-safe: no import)."""
+        self.location = dlimport_workdir(directory)
+        try:
+            self.compiler.compile_str(
+                module_name=self.name,
+                src_code=self.source,
+                location=self.location,
+                py_module=False,
+                **self.arguments,
+            )
+        except BaseException:
+            self.discard()
+            raise
+
+    def load(self):
+        """Import the compiled module (in the main thread, as PyTensor does)."""
+        with open(os.path.join(self.location, "__init__.py"), "w"):
+            pass
+        return dlimport(os.path.join(self.location, f"{self.name}.{get_lib_extension()}"))
+
+    def discard(self):
+        """Remove the compiled files (when the module is not entered into the cache)."""
+        if self.location is not None:
+            shutil.rmtree(self.location, ignore_errors=True)
+
+
+def _pending_module(node, cache):
+    """The module ``node`` needs if PyTensor's cache lacks it, else None.
+
+    The linker is built as :meth:`pytensor.link.c.op.COp.make_c_thunk`
+    builds it for the VM (a graph of the node alone, no recycling), so key
+    and source are the ones PyTensor looks up when it links the node.
+    """
+    if not isinstance(node.op, COp):
+        return None
+    try:
+        linker = CLinker().accept(FunctionGraph(node.inputs, node.outputs), no_recycling=[])
+        key = linker.cmodule_key()
+        if key is None or not key[0] or cache._get_from_key(key) is not None:
+            return None
+        for inner in linker.node_order:
+            inner.op.prepare_node(inner, None, None, "c")
+        source = linker.get_src_code()
+        module_hash = get_module_hash(source, key)
+        if module_hash in cache.module_hash_to_key_data:
+            return None
+        return _Pending(linker, key, source, module_hash)
+    except Exception:  # no C code, or anything else: PyTensor's own path decides
+        return None
+
+
+def _register(cache, item):
+    """Enter a compiled module into PyTensor's cache as its ``module_from_key`` would.
+
+    Expects the compile lock to be held. A module that another process
+    cached meanwhile is discarded and PyTensor's copy is kept.
+    """
+    known = cache.module_hash_to_key_data
+    if cache._get_from_key(item.key) is not None or item.module_hash in known:
+        item.discard()
+        return False
+    module = item.load()
+    cache.module_from_name[module.__file__] = module
+    cache.module_hash_to_key_data[item.module_hash] = cache._add_to_cache(
+        module, item.key, item.module_hash
+    )
+    return True
+
+
+def compile_missing_modules(nodes, jobs=None):
+    """Compile, in parallel, the C modules of ``nodes`` that PyTensor has not cached.
+
+    Parameters
+    ----------
+    nodes : iterable of Apply
+        The nodes of a graph about to be linked by a C linker.
+    jobs : int, optional
+        Compiler processes to run at once (default :func:`compile_jobs`).
+
+    Returns
+    -------
+    int
+        How many modules were compiled and entered into PyTensor's cache;
+        0 when fewer than two were missing or ``jobs`` is 1 (PyTensor then
+        compiles what is missing itself).
+    """
+    jobs = compile_jobs() if jobs is None else jobs
+    cache = get_module_cache()
+    pending, seen = [], set()
+    for node in nodes:
+        item = _pending_module(node, cache)
+        if item is not None and item.module_hash not in seen:
+            seen.add(item.module_hash)
+            pending.append(item)
+    if jobs < 2 or len(pending) < 2:
+        return 0
+    with concurrent.futures.ThreadPoolExecutor(min(jobs, len(pending))) as pool:
+        futures = [pool.submit(item.compile, cache.dirname) for item in pending]
+        compiled = []
+        for item, future in zip(pending, futures, strict=True):
+            try:
+                future.result()
+                compiled.append(item)
+            except Exception:  # left to PyTensor, which reports the compiler's error
+                pass
+    entered = 0
+    with lock_ctx():
+        cache.refresh(cleanup=False)
+        for item in compiled:
+            try:
+                entered += _register(cache, item)
+            except Exception:  # as above: PyTensor's own path compiles it
+                item.discard()
+    return entered
+
+
+class ParallelCVMLinker(VMLinker):
+    """PyTensor's C virtual-machine linker, compiling missing C modules in parallel first.
+
+    Takes the arguments of :class:`pytensor.link.vm.VMLinker`, with the same
+    meaning; only linking changes (see the module's description).
+
+    Parameters
+    ----------
+    allow_gc : bool, optional
+        Free intermediate results during a call (default
+        ``pytensor.config.allow_gc``).
+    use_cloop : bool, optional
+        Run the operations with PyTensor's C loop (True in the mode theanets
+        chooses, as in PyTensor's ``'CVM'``).
+    callback, callback_input : callable, optional
+        Called after each operation, as in ``VMLinker``.
+    lazy : bool, optional
+        Allow lazy evaluation (``ifelse``); default: when the graph needs it.
+    schedule : callable, optional
+        Orders the graph's nodes (default: topological order).
+    c_thunks : bool, optional
+        False runs Python implementations only (nothing is compiled then).
+    allow_partial_eval : bool, optional
+        As in ``VMLinker``.
+    """
+
+    def make_all(self, *args, **kwargs):
+        """Compile the graph's missing C modules in parallel, then link as ``VMLinker`` does.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            As for :meth:`pytensor.link.vm.VMLinker.make_all`.
+
+        Returns
+        -------
+        tuple
+            What :meth:`pytensor.link.vm.VMLinker.make_all` returns.
+        """
+        if self.c_thunks is not False:
+            compile_missing_modules(self.schedule(self.fgraph))
+        return super().make_all(*args, **kwargs)

@@ -40,7 +40,7 @@ import shutil
 
 import pytensor
 
-from . import _parallel_c, util
+from . import _parallel_c, _pch, util
 
 __all__ = ["ENV_VAR", "choose_mode", "get_mode", "mode_key", "parameters_on_device", "set_mode"]
 
@@ -65,6 +65,7 @@ if C_MODE not in pytensor.compile.mode.predefined_modes:
 #: What :func:`set_mode` set: None (follow ``THEANETS_MODE``), ``'auto'`` or a mode.
 _setting = None
 _rewrites_registered = False
+_pch_checked = False
 
 
 def _check(mode, where):
@@ -280,6 +281,7 @@ def _prepare(mode):
     _link_blas()
     _compile_without_debug_info()
     _reuse_march_flags()
+    _use_precompiled_header()
 
 
 def _register_rewrites():
@@ -344,6 +346,26 @@ def _compile_without_debug_info():
     param = type(pytensor.config).__dict__.get("gcc__cxxflags")
     if param is not None and param.is_default and pytensor.config.gcc__cxxflags == "":
         pytensor.config.gcc__cxxflags = "-g0"
+
+
+def _use_precompiled_header():
+    """Put theanets' precompiled header first on the C modules' include path.
+
+    Done once per process, and only while ``gcc__cxxflags`` is the ``-g0``
+    set by :func:`_compile_without_debug_info` (a user who sets compiler
+    flags gets exactly those). See :mod:`theanets._pch`: the header halves
+    the compiler time of a typical module and changes no result.
+    """
+    global _pch_checked
+    if _pch_checked:
+        return
+    _pch_checked = True
+    param = type(pytensor.config).__dict__.get("gcc__cxxflags")
+    if param is None or not param.is_default or pytensor.config.gcc__cxxflags != "-g0":
+        return
+    folder = _pch.prepare()
+    if folder is not None and " " not in folder:
+        pytensor.config.gcc__cxxflags = f"-g0 -I{folder}"
 
 
 def _machine_key():

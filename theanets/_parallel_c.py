@@ -29,6 +29,7 @@ import os
 import shutil
 
 from pytensor.compile.compilelock import lock_ctx
+from pytensor.graph.basic import Constant
 from pytensor.graph.fg import FunctionGraph
 from pytensor.link.c.basic import CLinker, get_module_cache
 from pytensor.link.c.cmodule import dlimport, dlimport_workdir, get_lib_extension, get_module_hash
@@ -75,7 +76,8 @@ def compile_jobs():
 class _Pending:
     """One module to compile: its cache key, source and compiler arguments."""
 
-    def __init__(self, linker, key, source, module_hash):
+    def __init__(self, linker, key, source, module_hash, signature):
+        self.signature = signature
         self.key = key
         self.source = source
         self.module_hash = module_hash
@@ -116,28 +118,53 @@ class _Pending:
             shutil.rmtree(self.location, ignore_errors=True)
 
 
-def _pending_module(node, cache):
+#: Per compile directory, the node signatures (:func:`_signature`) whose modules
+#: were found in or entered into the cache by this process: checked once, not
+#: again for each new graph that has the same operations.
+_known = {}
+
+
+def _signature(node):
+    """What a node's module key depends on: the op, the types, the constants' values."""
+    parts = [node.op]
+    for var in node.inputs:
+        parts.append(var.type)
+        if isinstance(var, Constant):
+            parts.append(var.signature())
+    parts.extend(var.type for var in node.outputs)
+    return tuple(parts)
+
+
+def _pending_module(node, cache, known):
     """The module ``node`` needs if PyTensor's cache lacks it, else None.
 
     The linker is built as :meth:`pytensor.link.c.op.COp.make_c_thunk`
     builds it for the VM (a graph of the node alone, no recycling), so key
     and source are the ones PyTensor looks up when it links the node.
+    Signatures of nodes found cached are added to ``known``.
     """
     if not isinstance(node.op, COp):
         return None
     try:
+        signature = _signature(node)
+        if signature in known:
+            return None
         linker = CLinker().accept(FunctionGraph(node.inputs, node.outputs), no_recycling=[])
         key = linker.cmodule_key()
-        if key is None or not key[0] or cache._get_from_key(key) is not None:
+        if key is None or not key[0]:
+            return None
+        if cache._get_from_key(key) is not None:
+            known.add(signature)
             return None
         for inner in linker.node_order:
             inner.op.prepare_node(inner, None, None, "c")
         source = linker.get_src_code()
         module_hash = get_module_hash(source, key)
         if module_hash in cache.module_hash_to_key_data:
+            known.add(signature)
             return None
-        return _Pending(linker, key, source, module_hash)
-    except Exception:  # no C code, or anything else: PyTensor's own path decides
+        return _Pending(linker, key, source, module_hash, signature)
+    except Exception:  # no C code, unhashable parts, anything else: PyTensor's path decides
         return None
 
 
@@ -147,8 +174,8 @@ def _register(cache, item):
     Expects the compile lock to be held. A module that another process
     cached meanwhile is discarded and PyTensor's copy is kept.
     """
-    known = cache.module_hash_to_key_data
-    if cache._get_from_key(item.key) is not None or item.module_hash in known:
+    hashes = cache.module_hash_to_key_data
+    if cache._get_from_key(item.key) is not None or item.module_hash in hashes:
         item.discard()
         return False
     module = item.load()
@@ -177,14 +204,17 @@ def compile_missing_modules(nodes, jobs=None):
         compiles what is missing itself).
     """
     jobs = compile_jobs() if jobs is None else jobs
+    if jobs < 2:
+        return 0
     cache = get_module_cache()
+    known = _known.setdefault(cache.dirname, set())
     pending, seen = [], set()
     for node in nodes:
-        item = _pending_module(node, cache)
+        item = _pending_module(node, cache, known)
         if item is not None and item.module_hash not in seen:
             seen.add(item.module_hash)
             pending.append(item)
-    if jobs < 2 or len(pending) < 2:
+    if len(pending) < 2:
         return 0
     with concurrent.futures.ThreadPoolExecutor(min(jobs, len(pending))) as pool:
         futures = [pool.submit(item.compile, cache.dirname) for item in pending]
@@ -201,6 +231,7 @@ def compile_missing_modules(nodes, jobs=None):
         for item in compiled:
             try:
                 entered += _register(cache, item)
+                known.add(item.signature)
             except Exception:  # as above: PyTensor's own path compiles it
                 item.discard()
     return entered

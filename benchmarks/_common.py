@@ -33,6 +33,11 @@ def torch_or_none():
 def interleaved_times(contenders, repeats=7, warmup=1):
     """Time several callables in interleaved rounds; return every timing.
 
+    Each round starts with the next contender in turn, so that each one
+    follows every other equally often: a contender that leaves threads
+    spinning or caches full (PyTorch's OpenMP pool, say) does not always
+    slow down the same neighbour.
+
     Parameters
     ----------
     contenders : dict
@@ -52,10 +57,12 @@ def interleaved_times(contenders, repeats=7, warmup=1):
         for fn in contenders.values():
             fn()
     times = {k: [] for k in contenders}
-    for _ in range(repeats):
-        for label, fn in contenders.items():
+    labels = list(contenders)
+    for round_ in range(repeats):
+        shift = round_ % len(labels)
+        for label in labels[shift:] + labels[:shift]:
             start = time.perf_counter()
-            fn()
+            contenders[label]()
             times[label].append(time.perf_counter() - start)
     return times
 

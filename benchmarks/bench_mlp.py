@@ -183,7 +183,7 @@ print(int(hwm.split()[1]) / 1024)
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
     set_float32()
     torch = torch_or_none()

@@ -216,6 +216,9 @@ def compile_missing_modules(nodes, jobs=None):
             pending.append(item)
     if len(pending) < 2:
         return 0
+    # longest source first (a proxy for compiler time), so that no long module
+    # starts last and keeps the others waiting
+    pending.sort(key=lambda item: len(item.source), reverse=True)
     with concurrent.futures.ThreadPoolExecutor(min(jobs, len(pending))) as pool:
         futures = [pool.submit(item.compile, cache.dirname) for item in pending]
         compiled = []

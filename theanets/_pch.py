@@ -1,22 +1,27 @@
 """A precompiled header for the C modules that PyTensor's C backend compiles.
 
 Every C module PyTensor generates starts with the same six headers
-(:data:`HEADERS`: Python's, PyTensor's helper, ``math.h`` and three of
-NumPy's). Parsing them is about half of the compiler's time for a typical
-module. :func:`prepare` compiles them once per machine into a GCC
-precompiled header, ``Python.h.gch``, kept in a folder of the compile
-directory whose name hashes everything the header depends on (compiler,
-flags, processor, Python, NumPy and PyTensor versions and header files).
-Putting that folder first on the include path (``-I``) makes GCC read the
-precompiled state instead of parsing the headers again.
+(Python's, PyTensor's helper, ``math.h`` and three of NumPy's), and most
+then include ``<vector>`` and ``<algorithm>``. Parsing these headers is
+about half of the compiler's time for a typical module. :func:`prepare`
+compiles them once per machine into a GCC precompiled header,
+``Python.h.gch``, kept in a folder of the compile directory whose name
+hashes everything the header depends on (compiler, flags, processor, Python,
+NumPy and PyTensor versions and header files). Putting that folder first on
+the include path (``-I``) makes GCC read the precompiled state instead of
+parsing the headers again.
 
-The folder also holds ``Python.h``, a plain header that includes the same six
-files, so a module is compiled from the same declarations either way. GCC
-checks a precompiled header before it uses it and silently parses the plain
-header instead when the header does not fit a module's flags, so the cost of
-a mismatch is only the time saved. The header is built into a new folder,
-checked (GCC must report using it for a typical module) and only then
-renamed into place, so no process ever sees a partial one.
+The folder also holds ``Python.h``, a plain header that includes the same
+files (:data:`HEADERS`), so a module is compiled from the same declarations
+whether GCC reads the precompiled state or the headers themselves. Modules
+that do not include the two C++ standard headers get their declarations
+too; these live in namespace ``std``, which such modules do not use, so no
+name they use changes meaning. GCC checks a precompiled header before it
+uses it and silently parses the plain header instead when the header does
+not fit a module's flags, so the cost of a mismatch is only the time saved.
+The header is built into a new folder, checked (GCC must report using it
+for a typical module) and only then renamed into place, so no process ever
+sees a partial one.
 """
 
 import hashlib
@@ -33,7 +38,8 @@ from pytensor.compile.compilelock import lock_ctx
 
 __all__ = ["HEADERS", "prepare"]
 
-#: The headers every PyTensor C module includes first, in this order.
+#: The headers every PyTensor C module includes first, in this order, and
+#: the two C++ standard headers most of them include next.
 HEADERS = (
     "Python.h",
     "pytensor_mod_helper.h",
@@ -41,7 +47,12 @@ HEADERS = (
     "numpy/arrayobject.h",
     "numpy/arrayscalars.h",
     "numpy/npy_math.h",
+    "vector",
+    "algorithm",
 )
+
+#: Headers that come with the compiler; its identity in the key covers them.
+_SYSTEM = ("math.h", "vector", "algorithm")
 
 _GUARD = "THEANETS_PRECOMPILED_PYTHON_H"
 
@@ -124,8 +135,7 @@ def prepare(compiledir=None):
     except Exception:  # PyTensor could not describe a module: leave the flags alone
         return None
     python_h = _find("Python.h", [sysconfig.get_paths()["include"], *folders])
-    # math.h is the compiler's own, covered by its identity in the key
-    paths = [python_h, *(_find(h, folders) for h in HEADERS[1:] if h != "math.h")]
+    paths = [python_h, *(_find(h, folders) for h in HEADERS[1:] if h not in _SYSTEM)]
     if None in paths:
         return None
     folder = os.path.join(compiledir, f"theanets-pch-{_key(compiler, flags, folders, paths)}")

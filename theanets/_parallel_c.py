@@ -25,8 +25,10 @@ this process may use; ``1`` turns the parallel step off.
 """
 
 import concurrent.futures
+import importlib
 import os
 import shutil
+import sys
 
 from pytensor.compile.compilelock import lock_ctx
 from pytensor.graph.basic import Constant
@@ -42,6 +44,9 @@ __all__ = ["JOBS_VAR", "ParallelCVMLinker", "compile_jobs", "compile_missing_mod
 
 #: Environment variable read by :func:`compile_jobs`.
 JOBS_VAR = "THEANETS_COMPILE_JOBS"
+
+#: PyTensor's C loop, which it compiles on first import on a machine.
+_LOOP_MODULE = "pytensor.link.c.cvm"
 
 
 def compile_jobs():
@@ -186,7 +191,7 @@ def _register(cache, item):
     return True
 
 
-def compile_missing_modules(nodes, jobs=None):
+def compile_missing_modules(nodes, jobs=None, c_loop=False):
     """Compile, in parallel, the C modules of ``nodes`` that PyTensor has not cached.
 
     Parameters
@@ -195,13 +200,18 @@ def compile_missing_modules(nodes, jobs=None):
         The nodes of a graph about to be linked by a C linker.
     jobs : int, optional
         Compiler processes to run at once (default :func:`compile_jobs`).
+    c_loop : bool, optional
+        The graph will run in PyTensor's C loop: import its module
+        (``pytensor.link.c.cvm``, which PyTensor compiles on a machine's first
+        use) alongside the other compilations when it is not loaded yet.
 
     Returns
     -------
     int
         How many modules were compiled and entered into PyTensor's cache;
-        0 when fewer than two were missing or ``jobs`` is 1 (PyTensor then
-        compiles what is missing itself).
+        0 when none was missing or ``jobs`` is 1 (PyTensor then compiles
+        what is missing itself), or when only one was, with nothing to
+        compile beside it.
     """
     jobs = compile_jobs() if jobs is None else jobs
     if jobs < 2:
@@ -214,12 +224,15 @@ def compile_missing_modules(nodes, jobs=None):
         if item is not None and item.module_hash not in seen:
             seen.add(item.module_hash)
             pending.append(item)
-    if len(pending) < 2:
+    loop = c_loop and _LOOP_MODULE not in sys.modules
+    if not pending or len(pending) + loop < 2:
         return 0
     # longest source first (a proxy for compiler time), so that no long module
-    # starts last and keeps the others waiting
+    # starts last and keeps the others waiting; the C loop (about a second) first
     pending.sort(key=lambda item: len(item.source), reverse=True)
-    with concurrent.futures.ThreadPoolExecutor(min(jobs, len(pending))) as pool:
+    with concurrent.futures.ThreadPoolExecutor(min(jobs, len(pending) + loop)) as pool:
+        if loop:  # errors surface when PyTensor imports it again itself
+            pool.submit(importlib.import_module, _LOOP_MODULE)
         futures = [pool.submit(item.compile, cache.dirname) for item in pending]
         compiled = []
         for item, future in zip(pending, futures, strict=True):
@@ -280,5 +293,5 @@ class ParallelCVMLinker(VMLinker):
             What :meth:`pytensor.link.vm.VMLinker.make_all` returns.
         """
         if self.c_thunks is not False:
-            compile_missing_modules(self.schedule(self.fgraph))
+            compile_missing_modules(self.schedule(self.fgraph), c_loop=self.use_cloop)
         return super().make_all(*args, **kwargs)

@@ -41,11 +41,20 @@ def timed(self, directory):
 _parallel_c._Pending.compile = timed
 missing = _parallel_c.compile_missing_modules
 
-def counted(nodes, jobs=None):
-    calls.append(missing(nodes, jobs))
+def counted(nodes, jobs=None, **kwargs):
+    calls.append(missing(nodes, jobs, **kwargs))
     return calls[-1]
 
 _parallel_c.compile_missing_modules = counted
+loop_threads = []
+import_module = _parallel_c.importlib.import_module
+
+def watched(name, *args):
+    if name == "pytensor.link.c.cvm":
+        loop_threads.append(threading.current_thread() is not threading.main_thread())
+    return import_module(name, *args)
+
+_parallel_c.importlib.import_module = watched
 
 # three unconnected graphs of different ranks: three separate fused modules
 inputs = [pt.dvector("u"), pt.dvector("v"), pt.dmatrix("x"), pt.dmatrix("y"),
@@ -65,6 +74,7 @@ print(json.dumps({
     "entered": calls,
     "compiled_by_pytensor": get_module_cache().stats[2],
     "overlap": overlap,
+    "loop_in_worker": loop_threads,
     "error": error,
 }))
 """
@@ -94,9 +104,10 @@ def test_new_modules_compile_in_parallel_and_later_processes_reuse_them(tmp_path
     assert first["entered"][0] >= 3  # the three fused elementwise graphs at least
     assert first["overlap"], "no two compilations ran at the same time"
     assert first["compiled_by_pytensor"] == 0  # PyTensor found every module cached
+    assert first["loop_in_worker"] == [True]  # PyTensor's C loop, beside the modules
     assert first["error"] < 1e-12
     again = _run("normal", tmp_path)
-    assert again["entered"] == [0]
+    assert again["entered"] == [0] and again["loop_in_worker"] == []
     assert again["compiled_by_pytensor"] == 0
     assert again["error"] < 1e-12
 

@@ -109,3 +109,16 @@ def test_an_unusable_header_falls_back_to_parsing_the_headers(tmp_path):
     second = _run(tmp_path)
     assert second["calls"]  # the modules were compiled again
     assert second["out"] == first["out"]
+
+
+def test_a_header_gcc_will_not_use_is_not_built_again(tmp_path, monkeypatch):
+    from theanets import _pch
+
+    monkeypatch.setattr(_pch, "_accepted", lambda base, folder: False)
+    assert _pch.prepare(str(tmp_path)) is None
+    assert len(list(tmp_path.glob("theanets-pch-*.unusable"))) == 1
+    assert not list(tmp_path.glob("theanets-pch-*/"))  # neither a header nor a build folder
+    compiler_runs = []
+    monkeypatch.setattr(_pch.subprocess, "run", lambda *a, **k: compiler_runs.append(a))
+    assert _pch.prepare(str(tmp_path)) is None
+    assert compiler_runs == []

@@ -21,7 +21,9 @@ uses it and silently parses the plain header instead when the header does
 not fit a module's flags, so the cost of a mismatch is only the time saved.
 The header is built into a new folder, checked (GCC must report using it
 for a typical module) and only then renamed into place, so no process ever
-sees a partial one.
+sees a partial one. When it cannot be built or GCC will not use it, an empty
+``theanets-pch-<hash>.unusable`` file says so, and later processes compile
+without it instead of trying again (delete the file to retry).
 """
 
 import hashlib
@@ -139,12 +141,18 @@ def prepare(compiledir=None):
     if None in paths:
         return None
     folder = os.path.join(compiledir, f"theanets-pch-{_key(compiler, flags, folders, paths)}")
+    # a header that could not be built here is not tried again by every process
+    unusable = f"{folder}.unusable"
     if os.path.isfile(os.path.join(folder, "Python.h.gch")):
         return folder
+    if os.path.exists(unusable):
+        return None
     os.makedirs(compiledir, exist_ok=True)
     with lock_ctx(compiledir):  # one process builds it; the others wait and reuse it
         if os.path.isfile(os.path.join(folder, "Python.h.gch")):
             return folder
+        if os.path.exists(unusable):
+            return None
         work = tempfile.mkdtemp(prefix="theanets-pch-build-", dir=compiledir)
         try:
             header = os.path.join(work, "Python.h")
@@ -152,9 +160,10 @@ def prepare(compiledir=None):
                 handle.write(_wrapper(python_h))
             base = [compiler, "-g", *flags, *(f"-I{d}" for d in folders), "-fvisibility=hidden"]
             build = [*base, "-x", "c++-header", header, "-o", f"{header}.gch"]
-            if subprocess.run(build, capture_output=True, check=False).returncode != 0:
-                return None
-            if not _accepted(base, work):
+            built = subprocess.run(build, capture_output=True, check=False).returncode == 0
+            if not (built and _accepted(base, work)):
+                with open(unusable, "w"):
+                    pass
                 return None
             os.replace(work, folder)
             work = None

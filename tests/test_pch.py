@@ -122,3 +122,13 @@ def test_a_header_gcc_will_not_use_is_not_built_again(tmp_path, monkeypatch):
     monkeypatch.setattr(_pch.subprocess, "run", lambda *a, **k: compiler_runs.append(a))
     assert _pch.prepare(str(tmp_path)) is None
     assert compiler_runs == []
+
+
+def test_the_header_folders_are_the_ones_pytensor_compiles_with():
+    from pytensor.link.c.cmodule import std_include_dirs
+
+    from theanets import _pch
+
+    _, folders = _pch._typical_module()
+    standard = [d for d in std_include_dirs() if d]
+    assert folders[-len(standard) :] == standard

@@ -60,15 +60,30 @@ _GUARD = "THEANETS_PRECOMPILED_PYTHON_H"
 
 
 def _typical_module():
-    """Flags and include folders of a typical PyTensor C module (an elementwise op)."""
+    """Flags and include folders of a typical PyTensor C module (an elementwise op).
+
+    The folders are the module's own, then NumPy's, Python's and PyTensor's,
+    as :func:`pytensor.link.c.cmodule.std_include_dirs` adds them; they are
+    found here without that function, which imports setuptools (a tenth of
+    a second of every process, even when nothing is compiled).
+    """
+    import pytensor.link.c.cmodule as cmodule
     import pytensor.tensor as pt
     from pytensor.graph.fg import FunctionGraph
     from pytensor.link.c.basic import CLinker
-    from pytensor.link.c.cmodule import std_include_dirs
 
     x = pt.vector("x", dtype="float64")
     linker = CLinker().accept(FunctionGraph([x], [pt.exp(x)]))
-    return linker.compile_args(), [d for d in linker.header_dirs() + std_include_dirs() if d]
+    paths = sysconfig.get_paths()
+    python = [paths["include"]] + (
+        [paths["platinclude"]] if paths["platinclude"] != paths["include"] else []
+    )
+    standard = [
+        np.get_include(),
+        *python,
+        os.path.join(os.path.dirname(cmodule.__file__), "c_code"),
+    ]
+    return linker.compile_args(), [d for d in linker.header_dirs() + standard if d]
 
 
 def _find(header, folders):
@@ -136,7 +151,7 @@ def prepare(compiledir=None):
         flags, folders = _typical_module()
     except Exception:  # PyTensor could not describe a module: leave the flags alone
         return None
-    python_h = _find("Python.h", [sysconfig.get_paths()["include"], *folders])
+    python_h = _find("Python.h", folders)
     paths = [python_h, *(_find(h, folders) for h in HEADERS[1:] if h not in _SYSTEM)]
     if None in paths:
         return None

@@ -1,6 +1,7 @@
 """The compilation-mode choice (theanets.backend): each documented rule, and what it compiles."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -189,11 +190,76 @@ SETTINGS = """
 @pytest.mark.skipif(not pytensor.config.cxx, reason="needs a C++ compiler for the C backend")
 def test_c_mode_links_blas_and_drops_debug_information_unless_the_user_chose():
     linked, flags = _run(SETTINGS)
-    first, *include = flags.split(",")
+    first, *rest = flags.split(",")
     assert linked == "True" and first == "-g0"
-    # and the precompiled header's folder (theanets._pch), where one could be built
+    # then the precompiled header's folder (theanets._pch), where one could be
+    # built, and the gold linker, where the compiler can use it
+    include = [flag for flag in rest if flag.startswith("-I")]
     assert include == [] or (len(include) == 1 and "theanets-pch-" in include[0])
+    assert set(rest) - set(include) <= {"-fuse-ld=gold"}
     _, flags = _run(SETTINGS, PYTENSOR_FLAGS="gcc__cxxflags=-O2")
     assert flags == "-O2"
     linked, _ = _run(SETTINGS, PYTENSOR_FLAGS="blas__ldflags=")
     assert linked == "False"
+
+
+GOLD_CHILD = """
+    import glob, json, os, subprocess
+    import numpy as np
+    import pytensor, pytensor.tensor as pt
+    import theanets
+    from theanets import backend
+    x = pt.dmatrix("x")
+    fn = pytensor.function([x], pt.tanh(x) * 2 + 1, mode=backend.choose_mode())
+    value = np.linspace(-1, 1, 6).reshape(2, 3)
+    error = float(np.max(np.abs(fn(value) - (np.tanh(value) * 2 + 1))))
+    libraries = glob.glob(os.path.join(pytensor.config.compiledir, "tmp*", "m*.so"))
+    sections = [subprocess.run(["readelf", "-W", "-S", lib], capture_output=True, text=True).stdout
+                for lib in libraries]
+    stored = glob.glob(os.path.join(pytensor.config.compiledir, "theanets-linker-*.json"))
+    print(json.dumps({"flags": pytensor.config.gcc__cxxflags, "error": error,
+                      "gold": [".note.gnu.gold-version" in s for s in sections],
+                      "stored": [json.load(open(p)) for p in stored]}))
+"""
+
+
+@pytest.mark.skipif(
+    not (pytensor.config.cxx and shutil.which("ld.gold") and shutil.which("readelf")),
+    reason="needs a C++ compiler, GNU gold and readelf",
+)
+def test_c_modules_are_linked_with_gold_where_it_works(tmp_path):
+    import json
+
+    out = _run(GOLD_CHILD, PYTENSOR_FLAGS=f"base_compiledir={tmp_path}")
+    result = json.loads(" ".join(out))
+    assert result["flags"].endswith(" -fuse-ld=gold")
+    assert result["gold"] and all(result["gold"])  # gold wrote every module's library
+    assert result["stored"] == [True]  # the probe's answer, kept for later processes
+    assert result["error"] < 1e-12
+    # a compiler that cannot link with gold: the modules are linked as PyTensor links them
+    marker = next(tmp_path.rglob("theanets-linker-*.json"))
+    marker.write_text("false")
+    result = json.loads(" ".join(_run(GOLD_CHILD, PYTENSOR_FLAGS=f"base_compiledir={tmp_path}")))
+    assert "gold" not in result["flags"] and result["error"] < 1e-12
+
+
+def test_a_value_per_machine_is_computed_once_and_kept(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"answer": 42}
+
+    assert backend._machine_value("probe", compute, tmp_path) == {"answer": 42}
+    assert backend._machine_value("probe", compute, tmp_path) == {"answer": 42}
+    assert len(calls) == 1
+    (stored,) = tmp_path.glob("theanets-probe-*.json")
+    assert stored.read_text() == '{"answer": 42}'
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically, no leftovers
+    # None means "unknown": not stored, asked again
+    assert backend._machine_value("nothing", lambda: calls.append(1), tmp_path) is None
+    assert backend._machine_value("nothing", lambda: calls.append(1), tmp_path) is None
+    assert len(calls) == 3 and not list(tmp_path.glob("theanets-nothing-*"))
+    # a damaged file is computed again
+    stored.write_text("{not json")
+    assert backend._machine_value("probe", compute, tmp_path) == {"answer": 42} and len(calls) == 4

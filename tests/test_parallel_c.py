@@ -98,7 +98,8 @@ def _run(variant, cache, jobs="2"):
 
 @needs_cxx
 def test_new_modules_compile_in_parallel_and_later_processes_reuse_them(tmp_path):
-    first = _run("normal", tmp_path)
+    # three compilers: one of them first compiles PyTensor's helper modules
+    first = _run("normal", tmp_path, jobs="3")
     assert first["mode"] == "CVM_PARALLEL"
     assert first["linker"] == "ParallelCVMLinker"
     assert first["entered"][0] >= 3  # the three fused elementwise graphs at least
@@ -151,3 +152,59 @@ def test_the_linker_keeps_its_class_for_every_graph():
     assert first is linker
     assert type(second) is _parallel_c.ParallelCVMLinker
     assert second.use_cloop and second is not first
+
+
+#: Child script: train a small classifier (argv[1] hidden units) and report
+#: what each parallel batch entered and what PyTensor compiled itself.
+TRAINING_CHILD = r"""
+import json, sys
+import numpy as np
+from pytensor.link.c.basic import get_module_cache
+import theanets
+from theanets import _parallel_c
+
+calls = []
+missing = _parallel_c.compile_missing_modules
+
+def counted(nodes, jobs=None, **kwargs):
+    calls.append(missing(nodes, jobs, **kwargs))
+    return calls[-1]
+
+_parallel_c.compile_missing_modules = counted
+rng = np.random.default_rng(0)
+x = rng.normal(size=(60, 5))
+y = rng.integers(0, 3, size=60).astype("int32")
+net = theanets.Classifier([5, (int(sys.argv[1]), "tanh"), 3])
+net.train([x[:40], y[:40]], [x[40:], y[40:]], algo="adam", max_updates=3, weight_l2=1e-3)
+print(json.dumps({"entered": calls, "compiled_by_pytensor": get_module_cache().stats[2]}))
+"""
+
+
+@needs_cxx
+def test_training_compiles_its_validation_modules_in_the_same_batch(tmp_path):
+    env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={tmp_path}", TMPDIR=str(tmp_path))
+    env.pop(backend.ENV_VAR, None)
+    env.pop(_parallel_c.JOBS_VAR, None)
+
+    def train(hidden):
+        out = subprocess.run(
+            [sys.executable, "-c", TRAINING_CHILD, str(hidden)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = train(7)
+    # one batch for the training and the validation function (the second
+    # function's linking finds everything cached), and nothing left to PyTensor
+    assert first["entered"][0] > 10
+    assert set(first["entered"][1:]) <= {0}
+    assert first["compiled_by_pytensor"] == 0
+    # another hidden size changes constants (the weight penalty's mean), not
+    # the modules' source: nothing new to compile
+    other = train(11)
+    assert set(other["entered"]) == {0} and other["compiled_by_pytensor"] == 0

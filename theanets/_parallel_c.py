@@ -30,23 +30,40 @@ import os
 import shutil
 import sys
 
+import pytensor
 from pytensor.compile.compilelock import lock_ctx
+from pytensor.compile.mode import get_mode
+from pytensor.compile.rebuild import construct_function_ins_and_outs
 from pytensor.graph.basic import Constant
 from pytensor.graph.fg import FunctionGraph
 from pytensor.link.c.basic import CLinker, get_module_cache
-from pytensor.link.c.cmodule import dlimport, dlimport_workdir, get_lib_extension, get_module_hash
+from pytensor.link.c.cmodule import (
+    dlimport,
+    dlimport_workdir,
+    get_lib_extension,
+    get_module_hash,
+    std_include_dirs,
+)
 from pytensor.link.c.op import COp
 from pytensor.link.vm import VMLinker
 
 from . import util
 
-__all__ = ["JOBS_VAR", "ParallelCVMLinker", "compile_jobs", "compile_missing_modules"]
+__all__ = [
+    "JOBS_VAR",
+    "ParallelCVMLinker",
+    "compile_functions",
+    "compile_jobs",
+    "compile_missing_modules",
+]
 
 #: Environment variable read by :func:`compile_jobs`.
 JOBS_VAR = "THEANETS_COMPILE_JOBS"
 
 #: PyTensor's C loop, which it compiles on first import on a machine.
 _LOOP_MODULE = "pytensor.link.c.cvm"
+#: PyTensor's helper that runs a C thunk, compiled likewise; every C graph needs it.
+_THUNK_MODULE = "pytensor.link.c.cutils"
 
 
 def compile_jobs():
@@ -191,6 +208,30 @@ def _register(cache, item):
     return True
 
 
+def _import_what_compiling_imports():
+    """Import, in this thread, the modules PyTensor imports when it first compiles.
+
+    ``compile_str`` and PyTensor's helper modules import setuptools (for its
+    ``distutils``) on first use; two threads importing it for the first time
+    at once can deadlock in setuptools' import hook, so the workers must find
+    it imported.
+    """
+    importlib.import_module("pytensor.link.c.exceptions")  # imports setuptools.errors
+    std_include_dirs()  # imports setuptools._distutils.sysconfig
+
+
+def _import_in_turn(names):
+    """Import the modules ``names`` one after the other, in this thread.
+
+    PyTensor compiles each helper module while holding its compile lock; two
+    threads of one process waiting for that lock at the same time were seen
+    to deadlock, so the helpers are imported from one thread, and nothing
+    else in the pool takes the lock.
+    """
+    for name in names:
+        importlib.import_module(name)
+
+
 def compile_missing_modules(nodes, jobs=None, c_loop=False):
     """Compile, in parallel, the C modules of ``nodes`` that PyTensor has not cached.
 
@@ -203,7 +244,9 @@ def compile_missing_modules(nodes, jobs=None, c_loop=False):
     c_loop : bool, optional
         The graph will run in PyTensor's C loop: import its module
         (``pytensor.link.c.cvm``, which PyTensor compiles on a machine's first
-        use) alongside the other compilations when it is not loaded yet.
+        use) alongside the other compilations when it is not loaded yet, as
+        is always done for ``pytensor.link.c.cutils``, which runs every C
+        operation.
 
     Returns
     -------
@@ -224,15 +267,18 @@ def compile_missing_modules(nodes, jobs=None, c_loop=False):
         if item is not None and item.module_hash not in seen:
             seen.add(item.module_hash)
             pending.append(item)
-    loop = c_loop and _LOOP_MODULE not in sys.modules
-    if not pending or len(pending) + loop < 2:
+    helpers = (_THUNK_MODULE, _LOOP_MODULE) if c_loop else (_THUNK_MODULE,)
+    helpers = [name for name in helpers if name not in sys.modules]
+    if not pending or len(pending) + len(helpers) < 2:
         return 0
     # longest source first (a proxy for compiler time), so that no long module
-    # starts last and keeps the others waiting; the C loop (about a second) first
+    # starts last and keeps the others waiting; PyTensor's helpers (about
+    # half a second each) first
     pending.sort(key=lambda item: len(item.source), reverse=True)
-    with concurrent.futures.ThreadPoolExecutor(min(jobs, len(pending) + loop)) as pool:
-        if loop:  # errors surface when PyTensor imports it again itself
-            pool.submit(importlib.import_module, _LOOP_MODULE)
+    _import_what_compiling_imports()
+    with concurrent.futures.ThreadPoolExecutor(min(jobs, len(pending) + len(helpers))) as pool:
+        if helpers:  # errors surface when PyTensor imports them itself
+            pool.submit(_import_in_turn, helpers)
         futures = [pool.submit(item.compile, cache.dirname) for item in pending]
         compiled = []
         for item, future in zip(pending, futures, strict=True):
@@ -295,3 +341,58 @@ class ParallelCVMLinker(VMLinker):
         if self.c_thunks is not False:
             compile_missing_modules(self.schedule(self.fgraph), c_loop=self.use_cloop)
         return super().make_all(*args, **kwargs)
+
+
+def compile_functions(requests, mode):
+    """Compile several PyTensor functions, with the missing C modules of all of them in one batch.
+
+    In a mode whose linker is a :class:`ParallelCVMLinker`, every function's
+    graph is rewritten first; the modules none of the graphs finds cached
+    are then compiled together (:func:`compile_missing_modules`), so that
+    the few modules only a second function needs do not wait, one by one,
+    for the first function to be linked. Then each function is linked as
+    ``pytensor.function`` links it. In any other mode, and while PyTensor is
+    profiling, this is ``pytensor.function`` called for each request.
+
+    Parameters
+    ----------
+    requests : sequence of dict
+        Keyword arguments of ``pytensor.function`` for each function:
+        ``inputs``, ``outputs`` and optionally ``updates``, ``name`` and
+        ``on_unused_input``.
+    mode : str or Mode
+        The mode of every function.
+
+    Returns
+    -------
+    list of :class:`pytensor.compile.executor.Function`
+        One compiled function per request, in order.
+    """
+    instance = get_mode(mode)
+    linker = getattr(instance, "linker", None)
+    config = pytensor.config
+    if (
+        not isinstance(linker, ParallelCVMLinker)
+        or linker.c_thunks is False
+        or len(requests) < 2
+        or config.profile
+        or config.print_global_stats
+    ):
+        return [pytensor.function(mode=mode, **request) for request in requests]
+    makers = []
+    for request in requests:
+        inputs, outputs = construct_function_ins_and_outs(
+            request["inputs"], request["outputs"], updates=request.get("updates")
+        )
+        makers.append(
+            instance.function_maker(
+                inputs,
+                outputs,
+                instance,
+                on_unused_input=request.get("on_unused_input"),
+                name=request.get("name"),
+            )
+        )
+    nodes = [node for maker in makers for node in maker.linker.schedule(maker.fgraph)]
+    compile_missing_modules(nodes, c_loop=linker.use_cloop)
+    return [maker.create() for maker in makers]

@@ -595,26 +595,53 @@ class Optimizer(TrainingLoop, util.Registrar):
 
     def _compile(self, mode, outputs, updates, name, what):
         """Compile a function of the inputs in ``mode``."""
-        util.log("compiling {} function", what)
-        return pytensor.function(
-            self._inputs,
-            outputs,
-            updates=updates,
-            mode=mode,
-            name=name,
-            on_unused_input="ignore",
-        )
+        return self._compile_together(mode, [(outputs, updates, name, what)])[0]
+
+    def _compile_together(self, mode, functions):
+        """Compile functions of the inputs in ``mode``, their C modules in one batch.
+
+        ``functions`` holds ``(outputs, updates, name, what)`` for each; see
+        :func:`theanets.backend.compile_functions`.
+        """
+        for *_, what in functions:
+            util.log("compiling {} function", what)
+        requests = [
+            dict(
+                inputs=self._inputs,
+                outputs=outputs,
+                updates=updates,
+                name=name,
+                on_unused_input="ignore",
+            )
+            for outputs, updates, name, _ in functions
+        ]
+        return _backend.compile_functions(requests, mode)
 
     def _step_function(self, key):
+        """The training function for the graph structure ``key``, compiled when first needed.
+
+        The first time, the evaluation function (which every run calls
+        before its first update) is compiled with it when it is missing,
+        so that the C modules of both compile in one parallel batch.
+        """
         mode = _backend.choose_mode(self.mode)
-        full_key = (key, _backend.mode_key(mode))
+        mode_key = _backend.mode_key(mode)
+        full_key = (key, mode_key)
         fn = self._step_fns.get(full_key)
         if fn is None:
             label = type(self).__name__
             updates = list(self._updates) + self._build_updates(key)
-            fn = self._compile(mode, self._monitor_exprs, updates, label, f"{label} training")
+            functions = [(self._monitor_exprs, updates, label, f"{label} training")]
+            if mode_key not in self._eval_fns:
+                functions.append(self._evaluation_request())
+            fn, *evaluation = self._compile_together(mode, functions)
+            if evaluation:
+                self._eval_fns[mode_key] = evaluation[0]
             self._step_fns[full_key] = fn
         return fn
+
+    def _evaluation_request(self):
+        return (self._monitor_exprs, list(self._updates), "evaluation", "evaluation")
 
     def _evaluation_function(self):
         """The monitors without parameter updates, compiled when first needed."""
@@ -622,8 +649,7 @@ class Optimizer(TrainingLoop, util.Registrar):
         mode_key = _backend.mode_key(mode)
         fn = self._eval_fns.get(mode_key)
         if fn is None:
-            updates = list(self._updates)
-            fn = self._compile(mode, self._monitor_exprs, updates, "evaluation", "evaluation")
+            fn = self._compile_together(mode, [self._evaluation_request()])[0]
             self._eval_fns[mode_key] = fn
         return fn
 

@@ -80,12 +80,18 @@ print(json.dumps({
 """
 
 
-def _run(variant, cache, jobs="2"):
+def _child(script, arguments, cache, jobs=None):
+    """Run ``script`` in a fresh interpreter compiling into ``cache``; return its JSON line.
+
+    ``jobs`` sets ``THEANETS_COMPILE_JOBS`` (None: the automatic number).
+    """
     env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cache}", TMPDIR=str(cache))
-    env[_parallel_c.JOBS_VAR] = jobs
+    env.pop(_parallel_c.JOBS_VAR, None)
+    if jobs is not None:
+        env[_parallel_c.JOBS_VAR] = jobs
     env.pop(backend.ENV_VAR, None)
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, variant],
+        [sys.executable, "-c", script, *arguments],
         capture_output=True,
         text=True,
         env=env,
@@ -94,6 +100,10 @@ def _run(variant, cache, jobs="2"):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run(variant, cache, jobs="2"):
+    return _child(CHILD, [variant], cache, jobs)
 
 
 @needs_cxx
@@ -182,21 +192,8 @@ print(json.dumps({"entered": calls, "compiled_by_pytensor": get_module_cache().s
 
 @needs_cxx
 def test_training_compiles_its_validation_modules_in_the_same_batch(tmp_path):
-    env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={tmp_path}", TMPDIR=str(tmp_path))
-    env.pop(backend.ENV_VAR, None)
-    env.pop(_parallel_c.JOBS_VAR, None)
-
     def train(hidden):
-        out = subprocess.run(
-            [sys.executable, "-c", TRAINING_CHILD, str(hidden)],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=600,
-        )
-        assert out.returncode == 0, out.stderr[-3000:]
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return _child(TRAINING_CHILD, [str(hidden)], tmp_path)
 
     first = train(7)
     # one batch for the training and the validation function (the second

@@ -19,6 +19,9 @@ operation whose key or source cannot be computed) leaves that operation to
 PyTensor's own, sequential path, which compiles it again and reports its
 errors as PyTensor always does.
 
+:func:`compile_functions` compiles several functions with one such batch
+for all their graphs (a training run's training and validation functions).
+
 The number of compiler processes is :func:`compile_jobs`: the
 ``THEANETS_COMPILE_JOBS`` environment variable, or else the number of CPUs
 this process may use; ``1`` turns the parallel step off.

@@ -226,10 +226,9 @@ def _import_what_compiling_imports():
 def _import_in_turn(names):
     """Import the modules ``names`` one after the other, in this thread.
 
-    PyTensor compiles each helper module while holding its compile lock; two
-    threads of one process waiting for that lock at the same time were seen
-    to deadlock, so the helpers are imported from one thread, and nothing
-    else in the pool takes the lock.
+    PyTensor compiles each helper module while holding its compile lock, so
+    a second helper imported from another thread would only keep a worker
+    waiting for that lock; in turn, the other workers go on compiling.
     """
     for name in names:
         importlib.import_module(name)

@@ -593,10 +593,6 @@ class Optimizer(TrainingLoop, util.Registrar):
 
     # ------------------------------------------------------------- compiling
 
-    def _compile(self, mode, outputs, updates, name, what):
-        """Compile a function of the inputs in ``mode``."""
-        return self._compile_together(mode, [(outputs, updates, name, what)])[0]
-
     def _compile_together(self, mode, functions):
         """Compile functions of the inputs in ``mode``, their C modules in one batch.
 

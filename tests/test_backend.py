@@ -181,8 +181,10 @@ def _run(code, **env):
 SETTINGS = """
     import pytensor  # imported before theanets, as scripts that set floatX first do
     import theanets
+    import pytensor.tensor as pt
     from theanets import backend
-    backend.choose_mode()
+    x = pt.dvector("x")
+    pytensor.function([x], pt.exp(x), mode=backend.choose_mode())  # set-up done by now
     print(bool(pytensor.config.blas__ldflags), ",".join(pytensor.config.gcc__cxxflags.split()))
 """
 
@@ -263,3 +265,47 @@ def test_a_value_per_machine_is_computed_once_and_kept(tmp_path):
     # a damaged file is computed again
     stored.write_text("{not json")
     assert backend._machine_value("probe", compute, tmp_path) == {"answer": 42} and len(calls) == 4
+
+
+def test_the_compiler_set_up_runs_beside_graph_building_and_ends_before_any_key(monkeypatch):
+    import threading
+
+    from theanets import _parallel_c
+
+    started, release, order = threading.Event(), threading.Event(), []
+
+    def find_settings():
+        started.set()
+        release.wait(10)
+        order.append("settings found")
+
+    monkeypatch.setattr(backend, "_compiler_setup", None)
+    monkeypatch.setattr(_parallel_c, "_before_compiling", [])
+    monkeypatch.setattr(backend, "_find_compiler_settings", find_settings)
+    backend._set_up_compiler(background=True)
+    assert started.wait(10) and order == []  # running, and the caller went on
+    waiter = threading.Thread(target=_parallel_c._run_tasks_before_compiling)
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # compiling waits for the settings ...
+    release.set()
+    waiter.join(10)
+    assert order == ["settings found"] and not _parallel_c._before_compiling
+    backend._set_up_compiler(background=False)  # ... which are found once per process
+    assert order == ["settings found"]
+
+
+def test_a_compiler_set_up_that_fails_fails_the_compilation_that_needs_it(monkeypatch):
+    from theanets import _parallel_c
+
+    def find_settings():
+        raise OSError("no compiler")
+
+    monkeypatch.setattr(backend, "_compiler_setup", None)
+    monkeypatch.setattr(_parallel_c, "_before_compiling", [])
+    monkeypatch.setattr(backend, "_find_compiler_settings", find_settings)
+    backend._set_up_compiler(background=True)
+    with pytest.raises(OSError, match="no compiler"):
+        _parallel_c._run_tasks_before_compiling()
+    with pytest.raises(OSError, match="no compiler"):
+        backend._set_up_compiler(background=False)

@@ -21,6 +21,8 @@ errors as PyTensor always does.
 
 :func:`compile_functions` compiles several functions with one such batch
 for all their graphs (a training run's training and validation functions).
+:func:`run_before_compiling` holds back the first module key until a task
+(theanets' compiler set-up, which runs in a thread) is done.
 
 The number of compiler processes is :func:`compile_jobs`: the
 ``THEANETS_COMPILE_JOBS`` environment variable, or else the number of CPUs
@@ -32,6 +34,7 @@ import importlib
 import os
 import shutil
 import sys
+import threading
 
 import pytensor
 from pytensor.compile.compilelock import lock_ctx
@@ -58,6 +61,7 @@ __all__ = [
     "compile_functions",
     "compile_jobs",
     "compile_missing_modules",
+    "run_before_compiling",
 ]
 
 #: Environment variable read by :func:`compile_jobs`.
@@ -67,6 +71,35 @@ JOBS_VAR = "THEANETS_COMPILE_JOBS"
 _LOOP_MODULE = "pytensor.link.c.cvm"
 #: PyTensor's helper that runs a C thunk, compiled likewise; every C graph needs it.
 _THUNK_MODULE = "pytensor.link.c.cutils"
+
+
+#: Tasks to run, once, before this module next computes a module key
+#: (:func:`run_before_compiling`), and the lock that runs them one at a time.
+_before_compiling = []
+_before_compiling_lock = threading.Lock()
+
+
+def run_before_compiling(task):
+    """Have ``task()`` called, once, before the next C module key is computed here.
+
+    :func:`compile_missing_modules` and :meth:`ParallelCVMLinker.make_all`
+    run the waiting tasks, in the order given, before anything else; a
+    task that raises is not run again.
+
+    Parameters
+    ----------
+    task : callable
+        Called without arguments, e.g. to wait for compiler settings being
+        found in another thread.
+    """
+    with _before_compiling_lock:
+        _before_compiling.append(task)
+
+
+def _run_tasks_before_compiling():
+    with _before_compiling_lock:
+        while _before_compiling:
+            _before_compiling.pop(0)()
 
 
 def compile_jobs():
@@ -258,6 +291,7 @@ def compile_missing_modules(nodes, jobs=None, c_loop=False):
         what is missing itself), or when only one was, with nothing to
         compile beside it.
     """
+    _run_tasks_before_compiling()
     jobs = compile_jobs() if jobs is None else jobs
     if jobs < 2:
         return 0
@@ -330,6 +364,8 @@ class ParallelCVMLinker(VMLinker):
     def make_all(self, *args, **kwargs):
         """Compile the graph's missing C modules in parallel, then link as ``VMLinker`` does.
 
+        Tasks given to :func:`run_before_compiling` run first.
+
         Parameters
         ----------
         *args, **kwargs
@@ -340,6 +376,7 @@ class ParallelCVMLinker(VMLinker):
         tuple
             What :meth:`pytensor.link.vm.VMLinker.make_all` returns.
         """
+        _run_tasks_before_compiling()
         if self.c_thunks is not False:
             compile_missing_modules(self.schedule(self.fgraph), c_loop=self.use_cloop)
         return super().make_all(*args, **kwargs)

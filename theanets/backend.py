@@ -32,6 +32,7 @@ is chosen) and below :mod:`theanets.optimizers` and :mod:`theanets.graph`,
 which compile with the mode it chooses.
 """
 
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -40,7 +41,7 @@ import shutil
 
 import pytensor
 
-from . import _parallel_c, _pch, util
+from . import _parallel_c, _pch, _size_one_c, util
 
 __all__ = [
     "ENV_VAR",
@@ -68,7 +69,9 @@ if C_MODE not in pytensor.compile.mode.predefined_modes:
         C_MODE,
         pytensor.compile.mode.Mode(
             linker=_parallel_c.ParallelCVMLinker(use_cloop=True), optimizer="fast_run"
-        ).excluding("local_inline_composite_constants"),
+        )
+        .excluding("local_inline_composite_constants")
+        .including(_size_one_c.REWRITE),
     )
 #: What :func:`set_mode` set: None (follow ``THEANETS_MODE``), ``'auto'`` or a mode.
 _setting = None
@@ -306,12 +309,44 @@ def _uses_c(mode):
 
 
 def _prepare(mode):
-    """Make ``mode`` ready before its first compilation (C modes: BLAS, rewrites)."""
+    """Make ``mode`` ready before its first compilation (C modes: BLAS, rewrites, compiler)."""
     if not _uses_c(mode):
         return
     _register_rewrites()
     _link_blas()
     _compile_without_debug_info()
+    _set_up_compiler(
+        background=isinstance(
+            pytensor.compile.mode.get_mode(mode).linker, _parallel_c.ParallelCVMLinker
+        )
+    )
+
+
+#: The compiler set-up of this process (:func:`_set_up_compiler`), once started.
+_compiler_setup = None
+
+
+def _set_up_compiler(background):
+    """Find the compiler's flags, precompiled header and linker, once per process.
+
+    These steps run the compiler (about two seconds on a machine's first
+    use, a few file reads later). With ``background`` they run in a thread
+    while the caller goes on building and rewriting its graphs, and
+    :mod:`theanets._parallel_c` waits for them before it computes the first
+    module key (the flags are part of every key); otherwise they are done
+    before this returns.
+    """
+    global _compiler_setup
+    if _compiler_setup is None:
+        pool = concurrent.futures.ThreadPoolExecutor(1, "theanets-compiler-setup")
+        _compiler_setup = pool.submit(_find_compiler_settings)
+        pool.shutdown(wait=False)  # its thread ends with the task
+        _parallel_c.run_before_compiling(_compiler_setup.result)
+    if not background:
+        _compiler_setup.result()
+
+
+def _find_compiler_settings():
     _reuse_march_flags()
     _use_precompiled_header()
     _use_fast_linker()
@@ -344,6 +379,7 @@ def _register_rewrites():
     optdb["specialize"].register(
         "theanets_inline_softmax", theanets_inline_softmax, "fast_run", "cxx_only"
     )
+    _size_one_c.register(optdb)
     _rewrites_registered = True
 
 

@@ -32,7 +32,10 @@ LAYER_ORDER = [
     ("elementwise functions", ["theanets.activations", "theanets.losses"]),
     ("layers", ["theanets.layers", "theanets.layers.*"]),
     ("regularizers", ["theanets.regularizers", "theanets.regularizers.*"]),
-    ("compilation backend", ["theanets._parallel_c", "theanets._pch", "theanets.backend"]),
+    (
+        "compilation backend",
+        ["theanets._parallel_c", "theanets._pch", "theanets._size_one_c", "theanets.backend"],
+    ),
     ("optimizers", ["theanets.optimizers", "theanets.optimizers.*"]),
     ("network", ["theanets.graph"]),
     ("models", ["theanets.feedforward", "theanets.recurrent", "theanets.convolution"]),

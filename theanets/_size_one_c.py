@@ -38,8 +38,17 @@ REWRITE = "theanets_size_one_c"
 class SizeOneElemwise(Elemwise):
     """An ``Elemwise`` of one-element tensors whose C module is compiled with ``-O1``.
 
-    Takes the arguments of :class:`pytensor.tensor.elemwise.Elemwise` and
-    computes the same; only the optimisation level of its C module differs.
+    It computes what :class:`pytensor.tensor.elemwise.Elemwise` computes;
+    only the optimisation level of its C module differs.
+
+    Parameters
+    ----------
+    scalar_op : pytensor.scalar.ScalarOp
+        The operation applied to each element.
+    inplace_pattern : dict, optional
+        Outputs written over inputs, as for ``Elemwise``.
+    name, nfunc_spec, openmp : optional
+        As for ``Elemwise``.
     """
 
     def c_compile_args(self, **kwargs):

@@ -309,3 +309,46 @@ def test_a_compiler_set_up_that_fails_fails_the_compilation_that_needs_it(monkey
         _parallel_c._run_tasks_before_compiling()
     with pytest.raises(OSError, match="no compiler"):
         backend._set_up_compiler(background=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_during_the_set_up_does_not_wait_for_it(monkeypatch):
+    import threading
+    import time
+    import warnings
+
+    from theanets import _parallel_c
+
+    started, release = threading.Event(), threading.Event()
+
+    def find_settings():
+        started.set()
+        release.wait(10)
+
+    monkeypatch.setattr(backend, "_compiler_setup", None)
+    monkeypatch.setattr(_parallel_c, "_before_compiling", [])
+    monkeypatch.setattr(backend, "_find_compiler_settings", find_settings)
+    backend._set_up_compiler(background=True)
+    assert started.wait(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # forking with a thread running
+        pid = os.fork()
+    if pid == 0:  # the child: the set-up's thread was not copied
+        code = 1
+        try:
+            _parallel_c._run_tasks_before_compiling()  # returns at once: nothing to wait for
+            code = 0 if backend._compiler_setup is None else 2
+        finally:
+            os._exit(code)
+    try:
+        deadline = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done == (0, 0):
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        assert done != (0, 0), "the forked process waited for the parent's set-up"
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        release.set()
+        backend._compiler_setup.result(10)

@@ -61,6 +61,7 @@ __all__ = [
     "compile_functions",
     "compile_jobs",
     "compile_missing_modules",
+    "forget_tasks_before_compiling",
     "run_before_compiling",
 ]
 
@@ -94,6 +95,13 @@ def run_before_compiling(task):
     """
     with _before_compiling_lock:
         _before_compiling.append(task)
+
+
+def forget_tasks_before_compiling():
+    """Drop the tasks given to :func:`run_before_compiling` and not run yet (after a fork)."""
+    global _before_compiling_lock
+    _before_compiling.clear()
+    _before_compiling_lock = threading.Lock()  # a lock held by a thread the fork did not copy
 
 
 def _run_tasks_before_compiling():

@@ -324,6 +324,7 @@ def _prepare(mode):
 
 #: The compiler set-up of this process (:func:`_set_up_compiler`), once started.
 _compiler_setup = None
+_fork_handler_registered = False
 
 
 def _set_up_compiler(background):
@@ -334,16 +335,33 @@ def _set_up_compiler(background):
     while the caller goes on building and rewriting its graphs, and
     :mod:`theanets._parallel_c` waits for them before it computes the first
     module key (the flags are part of every key); otherwise they are done
-    before this returns.
+    before this returns. A process forked while they run does them again
+    itself (:func:`_forget_unfinished_setup`).
     """
-    global _compiler_setup
+    global _compiler_setup, _fork_handler_registered
     if _compiler_setup is None:
+        if not _fork_handler_registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_unfinished_setup)
+            _fork_handler_registered = True
         pool = concurrent.futures.ThreadPoolExecutor(1, "theanets-compiler-setup")
         _compiler_setup = pool.submit(_find_compiler_settings)
         pool.shutdown(wait=False)  # its thread ends with the task
         _parallel_c.run_before_compiling(_compiler_setup.result)
     if not background:
         _compiler_setup.result()
+
+
+def _forget_unfinished_setup():
+    """After a fork: a set-up still running in the parent has no thread in the child.
+
+    The child forgets it (waiting for it would wait forever) and starts its
+    own set-up at its next :func:`choose_mode`.
+    """
+    global _compiler_setup, _pch_checked, _linker_checked
+    if _compiler_setup is not None and not _compiler_setup.done():
+        _compiler_setup = None
+        _pch_checked = _linker_checked = False
+        _parallel_c.forget_tasks_before_compiling()
 
 
 def _find_compiler_settings():

@@ -83,9 +83,9 @@ _before_compiling_lock = threading.Lock()
 def run_before_compiling(task):
     """Have ``task()`` called, once, before the next C module key is computed here.
 
-    :func:`compile_missing_modules` and :meth:`ParallelCVMLinker.make_all`
-    run the waiting tasks, in the order given, before anything else; a
-    task that raises is not run again.
+    :func:`compile_missing_modules` (which :meth:`ParallelCVMLinker.make_all`
+    calls before linking) runs the waiting tasks, in the order given, before
+    anything else; a task that raises is not run again.
 
     Parameters
     ----------
@@ -372,8 +372,6 @@ class ParallelCVMLinker(VMLinker):
     def make_all(self, *args, **kwargs):
         """Compile the graph's missing C modules in parallel, then link as ``VMLinker`` does.
 
-        Tasks given to :func:`run_before_compiling` run first.
-
         Parameters
         ----------
         *args, **kwargs
@@ -384,7 +382,6 @@ class ParallelCVMLinker(VMLinker):
         tuple
             What :meth:`pytensor.link.vm.VMLinker.make_all` returns.
         """
-        _run_tasks_before_compiling()
         if self.c_thunks is not False:
             compile_missing_modules(self.schedule(self.fgraph), c_loop=self.use_cloop)
         return super().make_all(*args, **kwargs)
